@@ -1,0 +1,19 @@
+from sami.constitutions.render import render_constitution
+from sami.constitutions.samplers import (
+    Constitution,
+    DiverseSampler,
+    PositiveVsNegatedSampler,
+    Stance,
+    build_sampler,
+    query_rng,
+)
+
+__all__ = [
+    "Constitution",
+    "DiverseSampler",
+    "PositiveVsNegatedSampler",
+    "Stance",
+    "build_sampler",
+    "query_rng",
+    "render_constitution",
+]

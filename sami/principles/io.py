@@ -1,0 +1,170 @@
+"""Principle files: read, validate and write the principles a constitution is made of.
+
+A principle file is YAML (or JSON) in this shape, whether written by hand or by
+``sami principles``::
+
+    task: Summarise Reddit posts.          # optional, free text
+    principles:
+      - name: concise
+        definition: The summary is short and to the point.
+        antithesis: The summary is long-winded and repeats itself.
+        split: train                       # train (default) or eval (held out)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+Split = Literal["train", "eval"]
+
+
+class PrincipleFileError(ValueError):
+    """A principle file is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Principle:
+    """One behavioural principle and its opposite.
+
+    Args:
+        name: short identifier, unique within a file (``"concise"``).
+        definition: the principle stated as an instruction or property.
+        antithesis: the opposite principle, used to build negative constitutions.
+        split: ``"train"`` for principles used in training, ``"eval"`` for held-out ones.
+    """
+
+    name: str
+    definition: str
+    antithesis: str
+    split: Split = "train"
+
+
+@dataclass(frozen=True)
+class PrincipleSet:
+    """The principles of one task, in file order."""
+
+    principles: tuple[Principle, ...]
+    task: str = ""
+    metadata: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        validate_principles(self.principles)
+
+    def __len__(self) -> int:
+        return len(self.principles)
+
+    def __iter__(self):
+        return iter(self.principles)
+
+    def by_split(self, split: Split) -> tuple[Principle, ...]:
+        return tuple(p for p in self.principles if p.split == split)
+
+    def get(self, name: str) -> Principle:
+        for principle in self.principles:
+            if principle.name == name:
+                return principle
+        raise KeyError(f"no principle named {name!r}; known: {[p.name for p in self.principles]}")
+
+
+def validate_principles(principles: tuple[Principle, ...], source: str = "principles") -> None:
+    """Raise :class:`PrincipleFileError` naming the first problem found."""
+    if not principles:
+        raise PrincipleFileError(f"{source}: no principles given; add at least one under 'principles:'")
+    seen_names: set[str] = set()
+    seen_texts: set[str] = set()
+    for index, principle in enumerate(principles):
+        where = f"{source}: principle {index + 1} ({principle.name!r})"
+        for key in ("name", "definition", "antithesis"):
+            value = getattr(principle, key)
+            if not isinstance(value, str) or not value.strip():
+                raise PrincipleFileError(f"{where}: '{key}' is empty; every principle needs a non-empty {key}")
+        if principle.split not in ("train", "eval"):
+            raise PrincipleFileError(f"{where}: split must be 'train' or 'eval', got {principle.split!r}")
+        if principle.name in seen_names:
+            raise PrincipleFileError(f"{where}: duplicate name; give each principle a unique name")
+        text = principle.definition.strip().lower()
+        if text in seen_texts:
+            raise PrincipleFileError(f"{where}: duplicate definition of an earlier principle; remove one")
+        if text == principle.antithesis.strip().lower():
+            raise PrincipleFileError(f"{where}: the antithesis repeats the definition; write its opposite")
+        seen_names.add(principle.name)
+        seen_texts.add(text)
+
+
+def principles_from_dict(data: dict, source: str = "principles") -> PrincipleSet:
+    """Build a :class:`PrincipleSet` from the parsed file contents."""
+    if not isinstance(data, dict) or not isinstance(data.get("principles"), list):
+        raise PrincipleFileError(
+            f"{source}: expected a mapping with a 'principles:' list of "
+            "{name, definition, antithesis[, split]} entries"
+        )
+    principles = []
+    for index, entry in enumerate(data["principles"]):
+        if not isinstance(entry, dict):
+            raise PrincipleFileError(f"{source}: principle {index + 1} is not a mapping of name/definition/antithesis")
+        unknown = set(entry) - {"name", "definition", "antithesis", "split"}
+        if unknown:
+            raise PrincipleFileError(f"{source}: principle {index + 1} has unknown keys {sorted(unknown)}")
+        missing = {"name", "definition", "antithesis"} - set(entry)
+        if missing:
+            raise PrincipleFileError(f"{source}: principle {index + 1} lacks {sorted(missing)}")
+        principles.append(
+            Principle(
+                name=str(entry["name"]).strip(),
+                definition=str(entry["definition"]).strip(),
+                antithesis=str(entry["antithesis"]).strip(),
+                split=entry.get("split", "train"),
+            )
+        )
+    validate_principles(tuple(principles), source)
+    metadata = {k: v for k, v in data.items() if k not in ("principles", "task")}
+    return PrincipleSet(principles=tuple(principles), task=str(data.get("task") or ""), metadata=metadata)
+
+
+def load_principles(path: str | Path) -> PrincipleSet:
+    """Read a principle file (YAML or JSON), or a built-in one by name (see :func:`builtin_principles`)."""
+    path_obj = Path(path)
+    if not path_obj.exists():
+        builtin = BUILTIN_DIR / f"{path}.yaml"
+        if builtin.exists():
+            path_obj = builtin
+        else:
+            raise PrincipleFileError(
+                f"principle file {str(path)!r} not found; give a path to a YAML/JSON file or a built-in name "
+                f"({', '.join(builtin_principle_names())})"
+            )
+    try:
+        text = path_obj.read_text(encoding="utf-8")
+        data = json.loads(text) if path_obj.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as error:
+        raise PrincipleFileError(f"{path_obj}: not valid YAML/JSON ({error}); fix the syntax") from error
+    return principles_from_dict(data, source=str(path_obj))
+
+
+def save_principles(principle_set: PrincipleSet, path: str | Path) -> Path:
+    """Write a principle file that :func:`load_principles` reads back unchanged."""
+    path_obj = Path(path)
+    path_obj.parent.mkdir(parents=True, exist_ok=True)
+    data: dict = {}
+    if principle_set.task:
+        data["task"] = principle_set.task
+    data.update(principle_set.metadata)
+    data["principles"] = [asdict(p) for p in principle_set.principles]
+    if path_obj.suffix == ".json":
+        path_obj.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    else:
+        path_obj.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100), encoding="utf-8")
+    return path_obj
+
+
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+
+
+def builtin_principle_names() -> list[str]:
+    """Names of the principle files shipped with sami (``hh``, ``tldr``, ``tldr_diverse``, ...)."""
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
