@@ -1,6 +1,7 @@
 from sami.constitutions.render import render_constitution
 from sami.constitutions.samplers import (
     Constitution,
+    ConstitutionSampler,
     DiverseSampler,
     PositiveVsNegatedSampler,
     Stance,
@@ -10,6 +11,7 @@ from sami.constitutions.samplers import (
 
 __all__ = [
     "Constitution",
+    "ConstitutionSampler",
     "DiverseSampler",
     "PositiveVsNegatedSampler",
     "Stance",
