@@ -177,6 +177,15 @@ def read_records(path: str | Path) -> list[dict]:
     return records
 
 
+def drop_torn_tail(path: Path) -> None:
+    """Cut a last line that a killed run left half-written, so appending starts on a fresh line."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
 def write_records(records: Sequence[dict], path: str | Path) -> None:
     """Write records atomically (a temporary file renamed into place)."""
     path = Path(path)
@@ -251,6 +260,7 @@ def generate_dataset(
     items.sort(key=lambda item: -max(len(p) for p in item[2]))
     queries_per_call = max(1, sampling.batch_size // max(1, sampler.num_constitutions))
     target = output if state.num_processes == 1 else shard_paths[state.process_index]
+    drop_torn_tail(target)
     with target.open("a", encoding="utf-8") as handle, tqdm(
         total=len(items),
         desc=f"generating (rank {state.process_index})" if state.num_processes > 1 else "generating",

@@ -38,6 +38,7 @@ ASPECTS = (
 
 FIELD = re.compile(r"^\s*\**\s*(name|principle|definition|antithesis)\s*\**\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 MAX_SENTENCE_CHARS = 300
+MIN_WORDS = 3  # "The response" alone is an unfinished answer
 
 
 class PrincipleWriterError(RuntimeError):
@@ -54,7 +55,7 @@ def parse_principle(text: str) -> Principle | None:
         return None
     name = re.sub(r"[^a-z0-9]+", "_", fields["name"].lower()).strip("_")
     definition, antithesis = fields["definition"], fields["antithesis"]
-    if not name or len(name) > 40 or not definition or not antithesis:
+    if not name or len(name) > 40 or min(len(definition.split()), len(antithesis.split())) < MIN_WORDS:
         return None
     if max(len(definition), len(antithesis)) > MAX_SENTENCE_CHARS or definition.lower() == antithesis.lower():
         return None

@@ -1,0 +1,14 @@
+"""The SAMI objective: the contrastive log-prob matrix and the InfoNCE loss on it (SAMI.md §2.4-2.5)."""
+
+from sami.objective.logprobs import ContrastiveExample, collate_contrastive, contrastive_logprobs, resolve_layout
+from sami.objective.loss import SAMILossOutput, mi_lower_bound, sami_loss
+
+__all__ = [
+    "ContrastiveExample",
+    "SAMILossOutput",
+    "collate_contrastive",
+    "contrastive_logprobs",
+    "mi_lower_bound",
+    "resolve_layout",
+    "sami_loss",
+]

@@ -1,0 +1,129 @@
+"""The SAMI loss: a contrastive (InfoNCE) bound on I(y; c | x), from a C x C log-prob matrix.
+
+Fränken et al., "Self-Supervised Alignment with Mutual Information" (arXiv 2404.14313), Section 3:
+for one query x with constitutions c_1..c_C and responses y_1..y_C (y_i sampled under c_i),
+``logp[i, j] = log p(y_j | c_i, x)``. Row i asks "which response was written under c_i?",
+column j asks "which constitution wrote y_j?"; both are cross-entropies against the identity,
+and ``log C - CE`` is the InfoNCE lower bound on the conditional mutual information.
+docs/objective.md maps every line to the paper.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class SAMILossOutput:
+    """What ``sami_loss`` returns: all 0-dim tensors; ``loss`` carries the gradient, the rest are detached.
+
+    Attributes:
+        loss: ``row_weight * ce_rows + col_weight * ce_cols``, the value to minimise.
+        ce_rows: mean over (b, i) of ``-log softmax_j(logp[b, i, :] / T)[i]``.
+        ce_cols: mean over (b, j) of ``-log softmax_i(logp[b, :, j] / T)[j]``.
+        mi_bound: ``(mi_bound_rows + mi_bound_cols) / 2``, the InfoNCE lower bound on I(y; c | x), in nats.
+        mi_bound_rows: ``log C - ce_rows``.
+        mi_bound_cols: ``log C - ce_cols``.
+        accuracy_rows: fraction of rows whose diagonal entry is strictly the largest (ties count as misses).
+        accuracy_cols: fraction of columns whose diagonal entry is strictly the largest.
+        margin: ``logp_matched - logp_mismatched``.
+        logp_matched: mean of the diagonal of ``logp`` (a response under its own constitution).
+        logp_mismatched: mean of the off-diagonal entries of ``logp``.
+    """
+
+    loss: torch.Tensor
+    ce_rows: torch.Tensor
+    ce_cols: torch.Tensor
+    mi_bound: torch.Tensor
+    mi_bound_rows: torch.Tensor
+    mi_bound_cols: torch.Tensor
+    accuracy_rows: torch.Tensor
+    accuracy_cols: torch.Tensor
+    margin: torch.Tensor
+    logp_matched: torch.Tensor
+    logp_mismatched: torch.Tensor
+
+
+def sami_loss(
+    logp: torch.Tensor, row_weight: float = 0.5, col_weight: float = 0.5, temperature: float = 1.0
+) -> SAMILossOutput:
+    """The SAMI objective for a micro-batch of B queries with C constitutions each.
+
+    Both cross-entropies are means over B and the C diagonal entries, so accumulating the
+    gradients of equal-sized micro-batches (each loss divided by the number of micro-batches)
+    gives the gradient of one large batch.
+
+    Args:
+        logp (torch.Tensor): log-probabilities of shape (B, C, C), ``logp[b, i, j] = log p(y_j | c_i, x_b)``
+            (from ``contrastive_logprobs``); the diagonal holds the matched pairs. C >= 2.
+        row_weight (float): weight of the row cross-entropy (which response belongs to c_i). Paper: 0.5.
+        col_weight (float): weight of the column cross-entropy (which constitution wrote y_j). Paper: 0.5.
+        temperature (float): the logits of both softmaxes are ``logp / temperature``. Paper: 1.0.
+
+    Returns:
+        SAMILossOutput: the loss (with grad) and detached statistics worth logging.
+
+    Raises:
+        ValueError: if ``logp`` is not (B, C, C) with C >= 2, a weight is negative, both weights are 0,
+            or the temperature is not positive.
+    """
+    _check_arguments(logp, row_weight, col_weight, temperature)
+    B, C, _ = logp.shape
+    logits = logp.float() / temperature  # (B, C, C)
+    ce_rows = -logits.log_softmax(dim=2).diagonal(dim1=1, dim2=2).mean()  # which response belongs to c_i
+    ce_cols = -logits.log_softmax(dim=1).diagonal(dim1=1, dim2=2).mean()  # which constitution wrote y_j
+    loss = row_weight * ce_rows + col_weight * ce_cols  # paper: (CE_rows + CE_cols) / 2
+
+    with torch.no_grad():
+        log_c = math.log(C)  # InfoNCE: I(y; c | x) >= log C - CE
+        eye = torch.eye(C, dtype=torch.bool, device=logp.device)  # (C, C)
+        diag = logp.detach().float().diagonal(dim1=1, dim2=2)  # (B, C)
+        off = logp.detach().float().masked_fill(eye, -math.inf)  # (B, C, C), diagonal hidden
+        accuracy_rows = (diag > off.amax(dim=2)).float().mean()  # (B, C) -> ()
+        accuracy_cols = (diag > off.amax(dim=1)).float().mean()  # (B, C) -> ()
+        logp_matched = diag.mean()
+        logp_mismatched = logp.detach().float()[:, ~eye].mean()  # (B, C*(C-1)) -> ()
+        bound_rows, bound_cols = log_c - ce_rows.detach(), log_c - ce_cols.detach()
+    return SAMILossOutput(
+        loss=loss,
+        ce_rows=ce_rows.detach(),
+        ce_cols=ce_cols.detach(),
+        mi_bound=(bound_rows + bound_cols) / 2,
+        mi_bound_rows=bound_rows,
+        mi_bound_cols=bound_cols,
+        accuracy_rows=accuracy_rows,
+        accuracy_cols=accuracy_cols,
+        margin=logp_matched - logp_mismatched,
+        logp_matched=logp_matched,
+        logp_mismatched=logp_mismatched,
+    )
+
+
+def mi_lower_bound(logp: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """The InfoNCE lower bound on I(y; c | x) in nats, averaged over both directions (no grad).
+
+    Args:
+        logp (torch.Tensor): (B, C, C) matrix as for ``sami_loss``.
+        temperature (float): as for ``sami_loss``.
+
+    Returns:
+        torch.Tensor: 0-dim, ``log C - (CE_rows + CE_cols) / 2``; between ``log C - CE`` of a uniform
+        matrix (0) and ``log C``.
+    """
+    return sami_loss(logp.detach(), temperature=temperature).mi_bound
+
+
+def _check_arguments(logp: torch.Tensor, row_weight: float, col_weight: float, temperature: float) -> None:
+    if logp.dim() != 3 or logp.shape[1] != logp.shape[2]:
+        raise ValueError(f"logp must have shape (B, C, C); got {tuple(logp.shape)}")
+    if logp.shape[1] < 2:
+        raise ValueError(f"SAMI needs at least 2 constitutions per query (C >= 2); got C = {logp.shape[1]}")
+    if row_weight < 0 or col_weight < 0:
+        raise ValueError(f"row_weight and col_weight must be >= 0; got {row_weight} and {col_weight}")
+    if row_weight == 0 and col_weight == 0:
+        raise ValueError("row_weight and col_weight are both 0: set at least one > 0 (paper: 0.5 and 0.5)")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0 (paper: 1.0); got {temperature}")

@@ -1,0 +1,76 @@
+"""Generate constitution-conditioned responses: one JSONL record per query, resumable.
+
+    sami generate --principles hh --queries dialogue --output runs/gen.jsonl
+    sami generate --principles tldr --queries summarisation --task summarisation --scheme negations \\
+        --model gemma3-270m --max_new_tokens 128 --output runs/tldr.jsonl
+    accelerate launch -m sami.cli generate --principles hh --output runs/gen.jsonl   # one shard per process
+
+Rerunning the same command resumes: queries already in the output are skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sami.config.args import ConstitutionArgs, GenerationArgs, ModelArgs, PrincipleArgs, QueryArgs
+from sami.config.parser import SamiParser
+from sami.constitutions import build_sampler
+from sami.data import load_queries
+from sami.generation import generate_dataset, resolve_template
+from sami.models import load_model
+from sami.scripts.principles import obtain_principles
+
+
+@dataclass
+class GenerateOutputArgs:
+    output: str = field(default="generations.jsonl", metadata={"help": "Output JSONL (appended to; resumable).", "aliases": ["-o"]})
+    split: str = field(default="train", metadata={"help": "Query split: train, eval or all."})
+    principle_split: str = field(default="train", metadata={"help": "Principles to build constitutions from: train or eval (held out)."})
+    seed: int = field(default=0, metadata={"help": "Seeds constitutions and sampling."})
+
+
+def make_parser() -> SamiParser:
+    return SamiParser(
+        [ModelArgs, PrincipleArgs, QueryArgs, ConstitutionArgs, GenerationArgs, GenerateOutputArgs],
+        prog="sami generate",
+        description=__doc__,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    model_args, principle_args, query_args, constitution_args, generation_args, output_args = (
+        make_parser().parse_args_and_config(argv)
+    )
+    principle_set = obtain_principles(principle_args, output_args.seed)
+    sampler = build_sampler(
+        constitution_args.scheme,
+        principle_set,
+        constitution_args.num_constitutions,
+        output_args.principle_split,
+        constitution_args.principles_per_constitution,
+    )
+    limit = query_args.max_train_queries if output_args.split == "train" else query_args.max_eval_queries
+    queries = load_queries(
+        query_args.queries,
+        output_args.split,
+        column=query_args.query_column,
+        limit=limit,
+        seed=output_args.seed,
+        data_path=query_args.query_data_path,
+    )
+    model, tokenizer = load_model(model_args.model, dtype=model_args.generation_dtype, device=model_args.device)
+    template = resolve_template(tokenizer, query_args.task, generation_args.prompt_kind, generation_args.chain_of_thought)
+    report = generate_dataset(
+        model,
+        tokenizer,
+        queries,
+        sampler,
+        template,
+        output_args.output,
+        sampling=generation_args.sampling(output_args.seed),
+        filters=generation_args.filters(),
+        seed=output_args.seed,
+        provenance={"model": model_args.model},
+    )
+    print(f"{output_args.output}: {report.summary()}")
+    return 0

@@ -1,0 +1,420 @@
+"""SAMITrainer: the SAMI objective on top of ``transformers.Trainer``.
+
+Accelerate, FSDP, DeepSpeed, ``report_to`` logging, checkpointing and resume come from the
+Trainer; this file adds the loss (two calls into :mod:`sami.objective`), its metrics, exact
+gradient accumulation, and LoRA merged on save.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, Trainer, TrainerCallback
+
+from sami.objective.logprobs import contrastive_logprobs, resolve_layout
+from sami.objective.loss import sami_loss
+from sami.training.collator import SAMICollator
+from sami.training.config import SAMIConfig
+from sami.training.dataset import SAMIDataset, as_dataset
+from sami.training.lora import ADAPTER_SUBDIR, add_lora, is_peft_model, merge_lora_checkpoint, save_merged
+
+logger = logging.getLogger(__name__)
+
+# logged key -> SAMILossOutput field (or a batch statistic); each is averaged over queries
+METRICS = {
+    "mi/bound": "mi_bound",
+    "mi/bound_rows": "mi_bound_rows",
+    "mi/bound_cols": "mi_bound_cols",
+    "accuracy/rows": "accuracy_rows",
+    "accuracy/cols": "accuracy_cols",
+    "logps/margin": "margin",
+    "logps/matched": "logp_matched",
+    "logps/mismatched": "logp_mismatched",
+    "length/response": None,  # mean response length in tokens, from the batch
+}
+
+
+class _ShuffleEpoch(TrainerCallback):
+    """Tells the collator which epoch starts, so the principle order is seeded by (seed, query, epoch)."""
+
+    def __init__(self, collator: SAMICollator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # at the start of epoch k, state.epoch == k (fresh) or k + fraction done (resumed mid-epoch)
+        self.collator.epoch = int(math.floor((state.epoch or 0.0) + 1e-6))
+
+
+class SAMITrainer(Trainer):
+    r"""Trainer for SAMI (Self-Supervised Alignment with Mutual Information).
+
+    Paper: Fränken, Zelikman, Rafailov, Gandhi, Gerstenberg, Goodman, "Self-Supervised Alignment with
+    Mutual Information: Learning to Follow Principles without Preference Labels", NeurIPS 2024,
+    https://huggingface.co/papers/2404.14313.
+
+    For every query x of a micro-batch with constitutions c_1..c_C and responses y_1..y_C, the trainer
+    computes ``L[i, j] = log p(y_j | c_i, x)`` (:func:`~sami.objective.contrastive_logprobs`) and minimises
+    ``row_weight * CE_rows + col_weight * CE_cols`` (:func:`~sami.objective.sami_loss`), which maximises an
+    InfoNCE lower bound on I(y; c | x).
+
+    Example:
+
+    ```python
+    >>> from sami.models import load_model
+    >>> from sami.training import SAMIConfig, SAMITrainer
+    >>> model, tokenizer = load_model("smollm2-135m", dtype="float32")  # fp32 master weights
+    >>> args = SAMIConfig(output_dir="sami-smollm2", max_steps=2, per_device_train_batch_size=4)
+    >>> trainer = SAMITrainer(model, args, train_dataset="generations.jsonl", processing_class=tokenizer)
+    >>> trainer.train()  # doctest: +SKIP
+    >>> trainer.save_model()  # a plain HF checkpoint (LoRA merged) in args.output_dir
+    ```
+
+    Args:
+        model (`PreTrainedModel` or `str`):
+            The model to train, loaded in float32 (bf16 autocast comes from ``args.bf16``), or a model spec for
+            :func:`sami.models.load_model` (embedded name, folder, ``.gguf`` or hub id), loaded in float32.
+        args (`SAMIConfig`, *optional*):
+            Training configuration; defaults to ``SAMIConfig(output_dir="sami-output")``.
+        train_dataset / eval_dataset:
+            Generation records: a :class:`~sami.training.SAMIDataset`, a list of record dicts, the path of a
+            generations JSONL file, or any map-style dataset of records (``eval_dataset`` also a dict of them).
+        processing_class (`PreTrainedTokenizerBase`):
+            The tokenizer (required unless ``model`` is a spec).
+        data_collator (*optional*):
+            Defaults to a :class:`~sami.training.SAMICollator` configured from ``args``.
+        peft_config (`peft.PeftConfig`, *optional*):
+            An adapter configuration; overrides the ``lora_*`` fields (``use_lora`` is then implied).
+        callbacks, optimizers, optimizer_cls_and_kwargs, ...:
+            As for ``transformers.Trainer``.
+    """
+
+    _name = "SAMI"
+    _paper = {
+        "title": "Self-Supervised Alignment with Mutual Information: Learning to Follow Principles without "
+        "Preference Labels",
+        "id": "2404.14313",
+        "citation": (
+            "@inproceedings{franken2024sami,\n"
+            "  title={Self-Supervised Alignment with Mutual Information: Learning to Follow Principles without "
+            "Preference Labels},\n"
+            "  author={Fr{\\\"a}nken, Jan-Philipp and Zelikman, Eric and Rafailov, Rafael and Gandhi, Kanishk and "
+            "Gerstenberg, Tobias and Goodman, Noah D.},\n"
+            "  booktitle={Advances in Neural Information Processing Systems},\n"
+            "  year={2024}\n}"
+        ),
+    }
+    # compute_loss divides by the number of queries in the whole accumulated (and distributed) batch itself
+    loss_is_scaled_for_ga = True
+
+    def __init__(
+        self,
+        model: PreTrainedModel | str,
+        args: SAMIConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        data_collator=None,
+        callbacks: list[TrainerCallback] | None = None,
+        peft_config=None,
+        **kwargs,
+    ):
+        args = args if args is not None else SAMIConfig(output_dir="sami-output")
+        if not isinstance(args, SAMIConfig):
+            raise TypeError(f"args must be a SAMIConfig, got {type(args).__name__}: build one with SAMIConfig(...)")
+        if isinstance(model, str):
+            from sami.models import load_model
+
+            model, tokenizer = load_model(model, dtype="float32", device="cpu")
+            processing_class = processing_class if processing_class is not None else tokenizer
+        if processing_class is None:
+            raise ValueError("SAMITrainer needs the tokenizer: pass processing_class=tokenizer")
+        if processing_class.pad_token_id is None:
+            processing_class.pad_token = processing_class.eos_token
+        if args.use_lora or peft_config is not None:
+            if not is_peft_model(model):
+                model = add_lora(model, peft_config if peft_config is not None else args)
+        elif is_peft_model(model):
+            logger.info("sami: the model already carries a peft adapter; training it")
+        _warn_low_precision(model)
+
+        self.layout = resolve_layout(model, args.layout)
+        if data_collator is None:
+            data_collator = SAMICollator(
+                processing_class,
+                layout=self.layout,
+                score_eos=args.score_eos,
+                shuffle_principles=args.shuffle_principles,
+                seed=args.data_seed if args.data_seed is not None else args.seed,
+                max_prompt_length=args.max_prompt_length,
+                max_response_length=args.max_response_length,
+            )
+        train_dataset, eval_dataset = as_dataset(train_dataset), as_dataset(eval_dataset)
+        _preflight(train_dataset, args.per_device_train_batch_size, data_collator)
+        for dataset in eval_dataset.values() if isinstance(eval_dataset, dict) else [eval_dataset]:
+            _preflight(dataset, args.per_device_eval_batch_size, data_collator)
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            callbacks=callbacks,
+            **kwargs,
+        )
+        if self.args.n_gpu > 1:
+            raise ValueError(
+                f"{self.args.n_gpu} GPUs in one process (torch DataParallel) is not supported: launch one process per "
+                "GPU with `accelerate launch` or `torchrun`"
+            )
+        if isinstance(data_collator, SAMICollator):
+            self.add_callback(_ShuffleEpoch(data_collator))
+            if args.dataloader_persistent_workers and args.shuffle_principles:
+                logger.warning(
+                    "dataloader_persistent_workers=True keeps the first epoch's collator in the workers, so the "
+                    "principle order is not reshuffled in later epochs"
+                )
+        self._metrics: dict[str, defaultdict[str, list[float]]] = {
+            "train": defaultdict(list),
+            "eval": defaultdict(list),
+        }
+        self._throughput_start: float | None = None
+
+    # ------------------------------------------------------------------------------------------ the loss
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """Fetch the micro-batches of one optimiser step and count their queries over all processes.
+
+        The count becomes ``num_items_in_batch``: ``compute_loss`` divides each micro-batch's summed loss
+        by it, so the accumulated gradient is the gradient of the mean loss over the whole batch, also when
+        micro-batches differ in size (the last one of an epoch).
+        """
+        batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+        queries = sum(int(batch["response_lengths"].shape[0]) for batch in batch_samples)
+        count = torch.tensor([queries], dtype=torch.long, device=self.args.device)
+        if self.accelerator.num_processes > 1:
+            count = self.accelerator.gather(count)  # (world,)
+        return batch_samples, count.sum()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The SAMI loss of one micro-batch.
+
+        Training: ``loss = mean_loss * B * world_size / num_items_in_batch``, where B is this micro-batch's
+        number of queries and ``num_items_in_batch`` the number in the accumulated batch of all processes.
+        Summed over micro-batches and averaged over processes (DDP/FSDP/DeepSpeed average gradients), this is
+        exactly the gradient of the mean loss over all queries of the optimiser step.
+        """
+        mode = "train" if model.training else "eval"
+        logp = contrastive_logprobs(model, inputs, self.args.aggregation)  # (B, C, C)
+        out = sami_loss(logp, self.args.row_weight, self.args.col_weight, self.args.loss_temperature)
+        B = logp.shape[0]
+        loss = out.loss
+        if mode == "train":
+            if num_items_in_batch is not None:
+                loss = loss * (B * self.accelerator.num_processes / num_items_in_batch)
+            else:  # called outside the Trainer's loop: equal micro-batches assumed
+                loss = loss / self.args.gradient_accumulation_steps
+        self._record_metrics(mode, out, inputs, B)
+        return (loss, {"logp": logp.detach()}) if return_outputs else loss
+
+    def _record_metrics(self, mode: str, out, inputs: dict[str, torch.Tensor], B: int) -> None:
+        """Append query-weighted sums of the loss statistics, gathered over processes."""
+        if mode == "train" and self._throughput_start is None:
+            self._throughput_start = time.perf_counter()
+        with torch.no_grad():
+            lengths = inputs["response_lengths"].float().mean()
+            values = [lengths if field is None else getattr(out, field) for field in METRICS.values()]
+            mask = inputs["attention_mask"] if "attention_mask" in inputs else inputs["segment_ids"] >= 0
+            device = out.loss.device
+            stats = torch.stack([v.to(device).float() * B for v in values])  # (K,) sums over the B queries
+            extra = torch.tensor([B, mask.sum().item()], dtype=torch.float32, device=device)  # queries, tokens
+            row = torch.cat([stats, extra])[None]  # (1, K + 2)
+            total = self.accelerator.gather(row).sum(0).tolist()  # (K + 2,) over processes
+        for key, value in zip([*METRICS, "_queries", "_tokens"], total):
+            self._metrics[mode][key].append(value)
+
+    # ------------------------------------------------------------------------------------------ evaluation
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Loss (and metrics) of an evaluation batch; predictions are the (B, C, C) matrix, labels its diagonal."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+        loss = loss.detach()
+        if prediction_loss_only:
+            return loss, None, None
+        logp = outputs["logp"]  # (B, C, C)
+        B, C, _ = logp.shape
+        labels = torch.arange(C, device=logp.device).expand(B, C)  # (B, C): response i belongs to c_i
+        return loss, logp, labels
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        """``Trainer.evaluate`` with the principle shuffle off; returns ``eval_loss``, ``eval_mi/bound``, ...."""
+        collator = self.data_collator
+        was_training = getattr(collator, "training", None)
+        if was_training is not None:
+            collator.training = False
+        try:
+            return super().evaluate(as_dataset(eval_dataset), ignore_keys, metric_key_prefix)
+        finally:
+            if was_training is not None:
+                collator.training = was_training
+            self._throughput_start = None  # evaluation time does not count against training throughput
+
+    # ------------------------------------------------------------------------------------------ logging
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the averaged SAMI metrics to ``logs`` (``eval_``-prefixed in evaluation), log, and clear them.
+
+        ``logs`` is updated in place, so ``Trainer.evaluate`` returns the SAMI metrics too.
+        """
+        mode = "train" if self.model.training else "eval"
+        stored = self._metrics[mode]
+        metrics: dict[str, float] = {}
+        queries = sum(stored.get("_queries", []))
+        if queries > 0:
+            for key in METRICS:
+                metrics[key] = sum(stored[key]) / queries
+            if mode == "train" and self._throughput_start is not None:
+                elapsed = time.perf_counter() - self._throughput_start
+                metrics["tokens_per_second"] = sum(stored["_tokens"]) / max(elapsed, 1e-9)
+                self._throughput_start = time.perf_counter()
+        if mode == "eval":
+            prefix = next((k[: -len("_loss")] for k in logs if k.endswith("_loss")), "eval")
+            metrics = {f"{prefix}_{key}": value for key, value in metrics.items()}
+        logs.update(metrics)
+        super().log(logs, start_time)
+        stored.clear()
+
+    # ------------------------------------------------------------------------------------------ saving
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save the model; with LoRA and ``merge_lora_on_save``, a plain HF checkpoint with the adapter merged.
+
+        Checkpoints written during training (``_internal_call``) keep the adapter only, so
+        ``resume_from_checkpoint`` works. The final save writes the adapter to ``output_dir/adapter`` and the
+        merged weights (float32) plus the tokenizer to ``output_dir``, which then loads with
+        ``AutoModelForCausalLM.from_pretrained`` and no peft.
+        """
+        lora = is_peft_model(self.accelerator.unwrap_model(self.model))
+        if _internal_call or not (lora and self.args.merge_lora_on_save):
+            return super().save_model(output_dir, _internal_call)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        adapter_dir = os.path.join(output_dir, ADAPTER_SUBDIR)
+        sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
+        if sharded:  # every process takes part in gathering the adapter; the main one merges from disk
+            super().save_model(adapter_dir, _internal_call)
+            if self.args.should_save:
+                merge_lora_checkpoint(adapter_dir, output_dir)
+        elif self.args.should_save:
+            model = self.accelerator.unwrap_model(self.model)
+            model.save_pretrained(adapter_dir)
+            save_merged(model, output_dir, self.processing_class)
+            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+        if self.args.should_save and self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        self.accelerator.wait_for_everyone()
+
+
+def _preflight(dataset, batch_size: int, collator) -> None:
+    """Fail before training, not at step N: mixed C in batched data, prompts over ``max_prompt_length``."""
+    if not isinstance(dataset, SAMIDataset):
+        return
+    if len(dataset.num_constitutions) > 1 and batch_size > 1:
+        raise ValueError(
+            f"the records have different numbers of constitutions {dataset.num_constitutions}, but a micro-batch "
+            "needs one C: train on records with a single C, or set the per-device batch size to 1"
+        )
+    if isinstance(collator, SAMICollator) and collator.max_prompt_length is not None:
+        for record in dataset.records:
+            collator.encode(record, epoch=0)  # raises PromptTooLong naming the query
+
+
+def _warn_low_precision(model) -> None:
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    low = [p for p in trainable if p.dtype in (torch.bfloat16, torch.float16)]
+    if low:
+        logger.warning(
+            "sami: %d of %d trainable tensors are %s: an update at lr 5e-7 mostly rounds away in 16-bit weights (a "
+            "pitfall of the paper's code). Load the model in float32 (load_model(spec, dtype='float32')) and let "
+            "bf16=True autocast.",
+            len(low),
+            len(trainable),
+            low[0].dtype,
+        )
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def train_sami(
+    model: PreTrainedModel | str,
+    records,
+    config: SAMIConfig,
+    *,
+    tokenizer=None,
+    eval_records=None,
+    output_dir: str | os.PathLike | None = None,
+    resume: bool | str = False,
+) -> Path:
+    """Train with SAMI on generation records and save a plain Hugging Face checkpoint.
+
+    Args:
+        model: a model spec (loaded in float32) or a float32 model.
+        records: the training records (list of dicts, a generations JSONL path, or a ``SAMIDataset``).
+        config: the training configuration (``max_steps``, batch sizes, LoRA, ...).
+        tokenizer: required when ``model`` is a model object.
+        eval_records: optional held-out records; evaluated after training (metrics in the log history).
+        output_dir: where the checkpoint goes; default ``config.output_dir``.
+        resume: True: continue from the last ``checkpoint-N`` in ``config.output_dir`` if there is one
+            (checkpoints are written with ``save_strategy="steps"``), else start from the beginning; a path:
+            continue from that checkpoint.
+
+    Returns:
+        Path: the checkpoint folder. Its ``trainer_state.json`` holds the log history (every logged metric).
+    """
+    trainer = SAMITrainer(model, config, train_dataset=records, eval_dataset=eval_records, processing_class=tokenizer)
+    checkpoint = resume if isinstance(resume, str) else None
+    if resume is True and Path(config.output_dir).is_dir():
+        from transformers.trainer_utils import get_last_checkpoint
+
+        checkpoint = get_last_checkpoint(config.output_dir)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if eval_records is not None:
+        trainer.evaluate()
+    output_dir = Path(output_dir if output_dir is not None else config.output_dir)
+    trainer.save_model(str(output_dir))
+    if trainer.args.should_save:
+        trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
+    trainer.accelerator.wait_for_everyone()
+    return output_dir
+
+
+def evaluate_sami(
+    model: PreTrainedModel | str, records, config: SAMIConfig | None = None, *, tokenizer=None
+) -> dict[str, float]:
+    """The SAMI metrics of a model on records, without training: ``eval_mi/bound``, ``eval_loss``, ....
+
+    Prompts are rendered as generated (no principle shuffle). ``config`` sets the objective (aggregation,
+    weights, layout), ``per_device_eval_batch_size`` and precision (its LoRA settings are ignored); default: a
+    ``SAMIConfig`` in a temporary folder.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        config = config if config is not None else SAMIConfig(
+            output_dir=scratch, per_device_eval_batch_size=4, dataloader_pin_memory=torch.cuda.is_available()
+        )
+        if config.use_lora:  # scoring needs no fresh (identity) adapter
+            config = dataclasses.replace(config, use_lora=False)
+        trainer = SAMITrainer(model, config, eval_dataset=records, processing_class=tokenizer)
+        metrics: dict[str, Any] = trainer.evaluate()
+    return metrics

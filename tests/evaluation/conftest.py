@@ -1,0 +1,157 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 for the API judge tests.
+
+The fake judge prefers the response that contains the word ``GOOD`` (tie when neither or both
+do). ``server.mode`` selects a failure mode:
+
+* ``normal``: answer at once;
+* ``slow``: wait ``server.delay`` seconds before answering (client timeouts);
+* ``429``/``500``: the first ``server.fail_first`` requests get that status, then answers;
+* ``malformed``: HTTP 200 with a body that is not JSON;
+* ``garbage``: valid JSON, but the answer ignores the format (``"Both are lovely."``);
+* ``401``: reject every request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+class FakeJudgeServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.mode = "normal"
+        self.delay = 1.0
+        self.fail_first = 1
+        self.retry_after: str | None = None
+        self.lock = threading.Lock()
+        self.requests: list[dict] = []  # every request: path, headers, body
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.stop = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    @property
+    def count(self) -> int:
+        with self.lock:
+            return len(self.requests)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.max_in_flight = 0
+
+
+def fake_answer(prompt: str) -> str:
+    a = re.search(r"<(?:response|summary)_a>(.*?)</", prompt, re.S)
+    b = re.search(r"<(?:response|summary)_b>(.*?)</", prompt, re.S)
+    good_a = bool(a and "GOOD" in a.group(1))
+    good_b = bool(b and "GOOD" in b.group(1))
+    verdict = "A" if good_a and not good_b else "B" if good_b and not good_a else "tie"
+    return f"One follows the constitution better.\nFinal answer: {verdict}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeJudgeServer
+    disable_nagle_algorithm = True  # headers and body go out at once, no 40 ms delayed-ACK stall
+
+    def log_message(self, *args) -> None:  # keep the test output clean
+        pass
+
+    def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout test)
+
+    def do_POST(self) -> None:
+        server = self.server
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length))
+        with server.lock:
+            server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+            number = len(server.requests)
+            server.in_flight += 1
+            server.max_in_flight = max(server.max_in_flight, server.in_flight)
+        try:
+            if self.path != "/v1/chat/completions":
+                self._send(404, b'{"error": "not found"}')
+                return
+            mode = server.mode
+            if mode == "401":
+                self._send(401, b'{"error": {"message": "Incorrect API key provided"}}')
+                return
+            if mode in ("429", "500") and number <= server.fail_first:
+                headers = {"Retry-After": server.retry_after} if server.retry_after else {}
+                self._send(int(mode), b'{"error": "try again"}', headers)
+                return
+            if mode == "malformed":
+                self._send(200, b"<html>this is not json")
+                return
+            if mode == "slow":
+                server.stop.wait(server.delay)
+            if mode == "busy":  # a little work, to observe concurrency
+                time.sleep(0.05)
+            prompt = body["messages"][-1]["content"]
+            content = "Both are lovely." if mode == "garbage" else fake_answer(prompt)
+            answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+            self._send(200, json.dumps(answer).encode())
+        finally:
+            with server.lock:
+                server.in_flight -= 1
+
+
+@pytest.fixture
+def judge_server():
+    server = FakeJudgeServer()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stop.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def api_key(monkeypatch):
+    secret = "sk-test-DO-NOT-LEAK-7f3a9c"
+    monkeypatch.setenv("SAMI_TEST_JUDGE_KEY", secret)
+    return secret
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a model test on one torch thread, then restore the setting.
+
+    On a 2-core machine shared with other jobs, torch's two OpenMP threads oversubscribe the cores:
+    a smollm2-135m forward took 3-5 s on 2 threads and 0.7 s on 1 (measured here under load), and
+    the end-to-end test 176 s vs 13 s. These tests check plumbing, not speed.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,142 @@
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from sami.constitutions import build_sampler
+from sami.generation import (
+    ContextTooLong,
+    FilterConfig,
+    SamplingConfig,
+    generate_dataset,
+    generate_texts,
+    kept_records,
+    read_records,
+    resolve_template,
+)
+from sami.generation.filters import FilterReport, drop_reason
+from sami.models import load_model
+from sami.principles import load_principles
+
+
+@dataclass(frozen=True)
+class Q:
+    id: str
+    text: str
+
+
+QUERIES = [Q(f"q{i}", f"Question number {i}: {'why ' * (i % 4)}is the sky blue?") for i in range(7)]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return load_model(str(tiny_model_dir), dtype="float32", device="cpu")
+
+
+def _generate(tiny, path, **kwargs):
+    model, tokenizer = tiny
+    sampler = build_sampler("fixed_pair", load_principles("hh"), 2)
+    template = resolve_template(tokenizer, "dialogue")
+    sampling = kwargs.pop("sampling", SamplingConfig(max_new_tokens=6, batch_size=4, temperature=1.0))
+    return generate_dataset(model, tokenizer, kwargs.pop("queries", QUERIES), sampler, template, path,
+                            sampling=sampling, filters=FilterConfig(drop_truncated="none"), show_progress=False, **kwargs)
+
+
+def test_generate_texts_keeps_order_and_counts_tokens(tiny):
+    model, tokenizer = tiny
+    prompts = ["short", "a much longer prompt than the first one", "mid length"]
+    out = generate_texts(model, tokenizer, prompts, SamplingConfig(max_new_tokens=5, batch_size=2))
+    alone = [generate_texts(model, tokenizer, [p], SamplingConfig(max_new_tokens=5))[0] for p in prompts]
+    assert [o.text for o in out] == [a.text for a in alone]  # greedy: batching and sorting change nothing
+    assert all(o.num_tokens <= 5 and o.finish_reason in ("eos", "length") for o in out)
+
+
+def test_records_hold_everything_and_a_report_is_written(tiny, tmp_path):
+    path = tmp_path / "gen.jsonl"
+    report = _generate(tiny, path, provenance={"model": "tiny"})
+    records = read_records(path)
+    assert [r["query_id"] for r in records] == [q.id for q in QUERIES]  # query order, whatever the batching
+    record = records[0]
+    assert len(record["constitutions"]) == len(record["prompts"]) == len(record["responses"]) == 2
+    assert record["constitutions"][0]["text"] in record["prompts"][0]
+    assert record["provenance"]["model"] == "tiny" and record["provenance"]["config_hash"]
+    assert report.total == 7 and report.kept == len(kept_records(path))
+    assert json.loads((tmp_path / "gen.filter_report.json").read_text())["total"] == 7
+
+
+def test_rerun_resumes_after_a_kill_and_loses_at_most_the_torn_batch(tiny, tmp_path):
+    path = tmp_path / "gen.jsonl"
+    _generate(tiny, path)
+    full = read_records(path)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])  # killed while writing the 4th record
+    assert len(read_records(path)) == 3
+    _generate(tiny, path)
+    resumed = read_records(path)
+    assert [r["query_id"] for r in resumed] == [r["query_id"] for r in full]
+    assert resumed[:3] == full[:3]  # finished queries were not regenerated
+
+
+def test_other_settings_in_the_same_file_are_refused(tiny, tmp_path):
+    path = tmp_path / "gen.jsonl"
+    _generate(tiny, path, queries=QUERIES[:2])
+    with pytest.raises(ValueError, match="other settings"):
+        _generate(tiny, path, sampling=SamplingConfig(max_new_tokens=7, batch_size=4))
+
+
+def test_a_query_longer_than_the_context_is_an_error_before_any_work(tiny, tmp_path):
+    long_query = Q("long", "word " * 1100)
+    path = tmp_path / "gen.jsonl"
+    with pytest.raises(ContextTooLong, match="long"):
+        _generate(tiny, path, queries=[QUERIES[0], long_query])
+    assert not read_records(path)
+
+
+def _record(responses, finish=("eos", "eos"), positive=(True, False)):
+    return {
+        "responses": list(responses),
+        "finish_reasons": list(finish),
+        "constitutions": [{"stances": [{"affirmed": p}]} for p in positive],
+    }
+
+
+@pytest.mark.parametrize(
+    "record, reason",
+    [
+        (_record(["a", "b"]), None),
+        (_record(["a", " "]), "empty_response"),
+        (_record(["same", "same "]), "identical_responses"),
+        (_record(["Dear [Insert name]", "b"]), "placeholder_text"),
+        (_record(["a", "b"], finish=("length", "eos")), "truncated_positive"),
+        (_record(["a", "b"], finish=("eos", "length")), None),
+        (_record([None, "b"]), "no_answer_marker"),
+    ],
+)
+def test_filters_name_the_rule(record, reason):
+    assert drop_reason(record, FilterConfig()) == reason
+
+
+def test_filter_report_counts_every_drop():
+    report = FilterReport.from_records([{"dropped": None}, {"dropped": "empty_response"}, {"dropped": "empty_response"}])
+    assert report.to_dict() == {"total": 3, "kept": 1, "dropped": {"empty_response": 2}}
+    assert "kept 1 of 3" in report.summary()
+
+
+def test_two_processes_generate_shards_that_merge_into_one_file(tiny_model_dir, tmp_path):
+    """`accelerate launch` with 2 CPU processes: each generates its shard, the main process merges them."""
+    output = tmp_path / "gen.jsonl"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "-m", "sami.cli",
+        "generate", "--model", str(tiny_model_dir), "--principles", "hh", "--max_train_queries", "6",
+        "--max_new_tokens", "4", "--temperature", "0.7", "--drop_identical", "false", "--drop_truncated", "none",
+        "--generation_dtype", "float32", "--output", str(output),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = read_records(output)
+    assert len(records) == 6 and len({r["query_id"] for r in records}) == 6
+    assert not list(tmp_path.glob("gen.rank*.jsonl"))
