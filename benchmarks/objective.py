@@ -16,10 +16,9 @@ Columns:
                  time, and the speed-up is computed from it there; on GPU the speed-up uses wall time
   tokens/s       non-padding tokens fed to the model per second (the layout's own tokens)
   pairs/s        (constitution, response) pairs scored per second: B*C*C per step, the same work in both layouts
-  peak mem       CUDA: torch.cuda.max_memory_allocated during the timed steps (weights, gradients, activations);
-                 CPU: the peak resident set size above the level before the timed steps (gradients stay allocated
-                 between steps, so this is activations and temporaries), sampled every 2 ms from /proc/self/statm;
-                 the allocator's caching makes it approximate
+  peak mem       CUDA only: torch.cuda.max_memory_allocated during the timed steps (weights, gradients, activations).
+                 On CPU, resident-set deltas (sampled /proc/self/statm, ru_maxrss) were tried and dropped: the
+                 allocator's caching made them contradict the saved bytes (see docs/performance.md)
   saved          bytes of tensors autograd saves for backward in one step (parameters and their views excluded,
                  storages counted once), measured with saved_tensors_hooks in an extra untimed step: the activation
                  memory, deterministic and device-independent
@@ -48,7 +47,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 import torch
@@ -191,31 +189,6 @@ def saved_for_backward(model, step) -> int:
     return sum(storages.values())
 
 
-class RSSSampler:
-    """Peak resident set size above the level at start, sampled every 2 ms (CPU memory)."""
-
-    def __init__(self):
-        self.page = os.sysconf("SC_PAGE_SIZE")
-        self.start = self.peak = self.rss()
-        self.running = True
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self.page
-
-    def run(self):
-        while self.running:
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.002)
-
-    def stop(self) -> int:
-        self.running = False
-        self.thread.join()
-        return max(self.peak, self.rss()) - self.start
-
-
 def run_one(args, layout: str, C: int) -> dict:
     from sami.objective import contrastive_logprobs, resolve_layout, sami_loss
     from sami.objective.logprobs import _unwrap
@@ -244,8 +217,6 @@ def run_one(args, layout: str, C: int) -> dict:
     sync()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    else:
-        sampler = RSSSampler()
     times, cpu_times = [], []
     for _ in range(args.steps):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -253,7 +224,7 @@ def run_one(args, layout: str, C: int) -> dict:
         sync()
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
-    peak = torch.cuda.max_memory_allocated() if cuda else sampler.stop()
+    peak = torch.cuda.max_memory_allocated() if cuda else None
     seconds = statistics.median(times)
     real = batch["segment_ids"] >= 0 if "segment_ids" in batch else batch["attention_mask"].bool()
     flops = model_flops(model, batch, args.lora, naive=layout == "naive")
@@ -289,8 +260,10 @@ def memory(n: int) -> str:
 
 def table(args, results: list[dict]) -> str:
     lines = [
-        "| model | layout | C | rows x T | s/step | CPU s/step | speed-up | tokens/s | pairs/s | peak mem "
-        "| saved | TFLOP/s | MFU |",
+        (
+            "| model | layout | C | rows x T | s/step | CPU s/step | speed-up | tokens/s | pairs/s | peak mem "
+            "| saved | TFLOP/s | MFU |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     key = "seconds" if args.device.startswith("cuda") else "cpu_seconds"
@@ -304,7 +277,7 @@ def table(args, results: list[dict]) -> str:
         lines.append(
             f"| {args.model} | {r['layout']} | {r['C']} | {r['rows'][0]} x {r['rows'][1]} | {r['seconds']:.3f} | "
             f"{r['cpu_seconds']:.3f} | {speedup} | {r['tokens_per_s']:,.0f} | {r['pairs_per_s']:.1f} | "
-            f"{memory(r['peak_bytes'])} | {memory(r['saved_bytes'])} | "
+            f"{memory(r['peak_bytes']) if r['peak_bytes'] is not None else '-'} | {memory(r['saved_bytes'])} | "
             f"{r['tflops']:.2f} | {mfu} |"
         )
     return "\n".join(lines)
@@ -316,7 +289,10 @@ def flops_table(args) -> str:
         raise SystemExit("--flops-only needs a config-built model: tiny, llama-1b or llama-8b")
     args.device, args.grad_checkpointing = "meta", False
     model = build_model(args)
-    lines = ["| model | layout | C | rows x T | tokens | model TFLOP/step | vs plain |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | layout | C | rows x T | tokens | model TFLOP/step | vs plain |",
+        "|---|---|---|---|---|---|---|",
+    ]
     vocab = SHAPES[args.model][-1]
     for C in args.C:
         flops = {}
@@ -350,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     for C in args.C:
         for layout in args.layouts:
             cmd = [sys.executable, os.path.abspath(__file__), *own, "--one", f"{layout}:{C}"]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode != 0 or not lines:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]

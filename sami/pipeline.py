@@ -101,6 +101,7 @@ class Pipeline:
         self.iteration_args, self.training_args = iteration_args, training_args
         self.run_dir = Path(iteration_args.run_dir)
         self.seed = training_args.seed
+        validate_config(principle_args, query_args, generation_args)
 
     # ------------------------------------------------------------------------------------ set-up
 
@@ -242,9 +243,7 @@ class Pipeline:
         lengths = [n for r in everything for n in r["response_tokens"]]
         metrics: dict = {"iteration": t, "model": model_spec, "eval_queries": len(everything), "eval_scored": len(records)}
         if records:
-            args = dataclasses.replace(
-                self.training_args, output_dir=str(iteration_dir / "eval"), per_device_eval_batch_size=self.training_args.per_device_eval_batch_size
-            )
+            args = dataclasses.replace(self.training_args, output_dir=str(iteration_dir / "eval"))
             scores = evaluate_sami(model_spec, records, args)
             for key in ("mi/bound", "mi/bound_rows", "mi/bound_cols", "accuracy/rows", "accuracy/cols", "logps/margin", "loss"):
                 if f"eval_{key}" in scores:
@@ -257,6 +256,27 @@ class Pipeline:
             metrics["train_steps"] = self.iteration_args.steps(t)
         logger.info("iteration %d: %s", t, {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
         return metrics
+
+
+QUERY_TASKS = {"dialogue": "dialogue", "hh-rlhf": "dialogue", "summarisation": "summarisation",
+               "summarization": "summarisation", "tldr": "summarisation"}
+
+
+def validate_config(principle_args: PrincipleArgs, query_args: QueryArgs, generation_args: GenerationArgs) -> None:
+    """Refuse settings that contradict each other, before any work is done."""
+    if not principle_args.principles and not principle_args.task_description:
+        raise ValueError("set --principles (a file or built-in name) or --task_description for the principle writer")
+    expected = QUERY_TASKS.get(query_args.queries.split(":")[0])
+    if expected is not None and query_args.task != expected:
+        raise ValueError(
+            f"--queries {query_args.queries} holds {expected} queries but --task is {query_args.task}; "
+            f"set --task {expected}"
+        )
+    if generation_args.chain_of_thought and generation_args.max_new_tokens < 200:
+        raise ValueError(
+            f"--chain_of_thought needs room to reason and answer; max_new_tokens={generation_args.max_new_tokens} "
+            "is too small (paper: 800)"
+        )
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

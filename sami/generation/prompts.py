@@ -82,8 +82,11 @@ class PromptTemplate:
 
 def resolve_template(tokenizer, task: Task, kind: str = "auto", chain_of_thought: bool = False) -> PromptTemplate:
     """``kind="auto"`` uses the chat template when the tokenizer has one, the plain-text one otherwise."""
+    has_chat_template = bool(getattr(tokenizer, "chat_template", None))
     if kind == "auto":
-        kind = "chat" if getattr(tokenizer, "chat_template", None) else "base"
+        kind = "chat" if has_chat_template else "base"
+    if kind == "chat" and not has_chat_template:
+        raise ValueError("prompt kind 'chat' but the tokenizer has no chat template (a base model?); use 'base' or 'auto'")
     return PromptTemplate(task=task, kind=kind, chain_of_thought=chain_of_thought)  # type: ignore[arg-type]
 
 

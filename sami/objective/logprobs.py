@@ -22,7 +22,7 @@ import logging
 import sys
 import weakref
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -339,7 +339,7 @@ def _mask_plan(base) -> tuple[str | None, dict, bool]:
     return "the model mixes full and sliding-window layers but takes a single mask", {}, False
 
 
-@lru_cache(maxsize=None)
+@cache
 def _takes_mask_dict(decoder_cls: type) -> bool:
     try:
         return "causal_mask_mapping" in inspect.getsource(decoder_cls.forward)

@@ -71,7 +71,7 @@ def sami_loss(
             or the temperature is not positive.
     """
     _check_arguments(logp, row_weight, col_weight, temperature)
-    B, C, _ = logp.shape
+    C = logp.shape[1]  # logp: (B, C, C)
     logits = logp.float() / temperature  # (B, C, C)
     ce_rows = -logits.log_softmax(dim=2).diagonal(dim1=1, dim2=2).mean()  # which response belongs to c_i
     ce_cols = -logits.log_softmax(dim=1).diagonal(dim1=1, dim2=2).mean()  # which constitution wrote y_j

@@ -8,16 +8,16 @@ from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig, Qw
 
 VOCAB = 97
 SCALE = 10.0  # random init (std 0.02) gives near-uniform log-probs; scaled weights make the matrix informative
-_COMMON = dict(
-    vocab_size=VOCAB,
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=128,
-    pad_token_id=0,
-)
+_COMMON = {
+    "vocab_size": VOCAB,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 128,
+    "pad_token_id": 0,
+}
 
 
 def tiny_config(family: str, **overrides):
@@ -25,10 +25,10 @@ def tiny_config(family: str, **overrides):
     if family == "llama":
         return LlamaConfig(**_COMMON, **overrides)
     if family == "qwen2":  # layer 0 full attention, layer 1 sliding window
-        kwargs = dict(use_sliding_window=True, sliding_window=5, max_window_layers=1)
+        kwargs = {"use_sliding_window": True, "sliding_window": 5, "max_window_layers": 1}
         return Qwen2Config(**_COMMON, **{**kwargs, **overrides})
     if family == "gemma3":  # Gemma's scaled embeddings, QK-norm, final logit soft-capping, local + global layers
-        kwargs = dict(head_dim=8, sliding_window=6, final_logit_softcapping=5.0)
+        kwargs = {"head_dim": 8, "sliding_window": 6, "final_logit_softcapping": 5.0}
         kwargs["layer_types"] = ["sliding_attention", "full_attention"]
         return Gemma3TextConfig(**_COMMON, **{**kwargs, **overrides})
     raise ValueError(family)

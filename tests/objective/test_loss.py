@@ -148,11 +148,11 @@ def test_mi_lower_bound_matches_loss_output():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(row_weight=-0.1), "must be >= 0"),
-        (dict(col_weight=-1.0), "must be >= 0"),
-        (dict(row_weight=0.0, col_weight=0.0), "at least one > 0"),
-        (dict(temperature=0.0), "temperature must be > 0"),
-        (dict(temperature=-1.0), "temperature must be > 0"),
+        ({"row_weight": -0.1}, "must be >= 0"),
+        ({"col_weight": -1.0}, "must be >= 0"),
+        ({"row_weight": 0.0, "col_weight": 0.0}, "at least one > 0"),
+        ({"temperature": 0.0}, "temperature must be > 0"),
+        ({"temperature": -1.0}, "temperature must be > 0"),
     ],
 )
 def test_invalid_arguments(kwargs, match):
@@ -160,9 +160,7 @@ def test_invalid_arguments(kwargs, match):
         sami_loss(torch.zeros(1, 2, 2), **kwargs)
 
 
-@pytest.mark.parametrize(
-    "shape, match", [((2, 2), r"\(B, C, C\)"), ((1, 2, 3), r"\(B, C, C\)"), ((1, 1, 1), "C >= 2")]
-)
+@pytest.mark.parametrize("shape, match", [((2, 2), r"\(B, C, C\)"), ((1, 2, 3), r"\(B, C, C\)"), ((1, 1, 1), "C >= 2")])
 def test_invalid_shapes(shape, match):
     with pytest.raises(ValueError, match=match):
         sami_loss(torch.zeros(shape))

@@ -77,3 +77,17 @@ def test_format_table_has_a_row_per_iteration():
          "accuracy_cols": 0.7, "response_length": 35.0, "train_queries": 8, "train_kept": 7},
     ])
     assert table.splitlines()[3].startswith("| 1 | 0.2000") and "7/8" in table
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--queries", "tldr", "--task", "dialogue"], "set --task summarisation"),
+        (["--chain_of_thought", "true", "--max_new_tokens", "50"], "too small"),
+    ],
+)
+def test_inconsistent_configs_are_refused_before_any_work(tmp_path, extra, message):
+    args = ["--principles", "hh", "--run_dir", str(tmp_path / "run"), "--output_dir", "x", *extra]
+    with pytest.raises(ValueError, match=message):
+        run.main(args)
+    assert not (tmp_path / "run").exists()
