@@ -44,7 +44,8 @@ from sami.training.trainer import evaluate_sami
 logger = logging.getLogger(__name__)
 
 EVAL_FILTERS = FilterConfig(placeholders=(), drop_identical=False, drop_truncated="none")
-"""Held-out data is scored as generated: only empty responses (which have no log-probability) are dropped."""
+"""Held-out responses are generated greedily (the paper's evaluation), so they differ only through the
+constitution, and scored as generated: only empty responses (no log-probability) are dropped."""
 
 
 @dataclass
@@ -207,13 +208,18 @@ class Pipeline:
                 constitutions = sampler.sample(query_rng(self.seed, query.id))
                 handle.write(json.dumps({"query_id": query.id, "constitutions": [c.to_dict() for c in constitutions]}) + "\n")
 
-    def _generate(self, model_spec: str, queries: list, sampler, output: Path, filters: FilterConfig) -> None:
+    def _generate(
+        self, model_spec: str, queries: list, sampler, output: Path, filters: FilterConfig, greedy: bool = False
+    ) -> None:
         model, tokenizer = load_model(model_spec, dtype=self.model_args.generation_dtype, device=self.model_args.device)
         g = self.generation_args
         template = resolve_template(tokenizer, self.query_args.task, g.prompt_kind, g.chain_of_thought)
+        sampling = g.sampling(self.seed)
+        if greedy:
+            sampling = dataclasses.replace(sampling, temperature=0.0)
         report = generate_dataset(
             model, tokenizer, queries, sampler, template, output,
-            sampling=g.sampling(self.seed), filters=filters, seed=self.seed, provenance={"model": model_spec},
+            sampling=sampling, filters=filters, seed=self.seed, provenance={"model": model_spec},
         )
         logger.info("%s: %s", output, report.summary())
         del model
@@ -237,7 +243,7 @@ class Pipeline:
 
     def _evaluate(self, t: int, model_spec: str, held_out: list, sampler, iteration_dir: Path) -> dict:
         output = iteration_dir / "eval_generations.jsonl"
-        self._generate(model_spec, held_out, sampler, output, EVAL_FILTERS)
+        self._generate(model_spec, held_out, sampler, output, EVAL_FILTERS, greedy=True)
         everything = read_records(output)
         records = [r for r in everything if r.get("dropped") is None]
         lengths = [n for r in everything for n in r["response_tokens"]]
@@ -249,6 +255,9 @@ class Pipeline:
                 if f"eval_{key}" in scores:
                     metrics[key.replace("/", "_")] = scores[f"eval_{key}"]
         metrics["response_length"] = sum(lengths) / max(1, len(lengths))
+        metrics["identical_pairs"] = sum(len({y.strip() for y in r["responses"]}) == 1 for r in everything) / max(
+            1, len(everything)
+        )
         if t > 0:
             generated = read_records(iteration_dir / "generations.jsonl")
             metrics["train_queries"] = len(generated)
@@ -286,13 +295,14 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 def format_table(metrics: list[dict]) -> str:
     """The per-iteration table ``sami run`` prints (iteration 0 is the base model)."""
-    rows = ["| iteration | MI bound (nats) | rows | cols | accuracy | response length (tokens) | train data kept |",
-            "|---:|---:|---:|---:|---:|---:|---|"]
+    rows = ["| iteration | MI bound (nats) | rows | cols | accuracy | identical pairs | response length (tokens) "
+            "| train data kept |", "|---:|---:|---:|---:|---:|---:|---:|---|"]
     for m in metrics:
         kept = f"{m['train_kept']}/{m['train_queries']}" if "train_queries" in m else "-"
         accuracy = (m.get("accuracy_rows", float("nan")) + m.get("accuracy_cols", float("nan"))) / 2
         rows.append(
             f"| {m['iteration']} | {m.get('mi_bound', float('nan')):.4f} | {m.get('mi_bound_rows', float('nan')):.4f} | "
-            f"{m.get('mi_bound_cols', float('nan')):.4f} | {accuracy:.3f} | {m['response_length']:.1f} | {kept} |"
+            f"{m.get('mi_bound_cols', float('nan')):.4f} | {accuracy:.3f} | {m.get('identical_pairs', float('nan')):.2f} "
+            f"| {m['response_length']:.1f} | {kept} |"
         )
     return "\n".join(rows)

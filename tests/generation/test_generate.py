@@ -140,3 +140,17 @@ def test_two_processes_generate_shards_that_merge_into_one_file(tiny_model_dir, 
     records = read_records(output)
     assert len(records) == 6 and len({r["query_id"] for r in records}) == 6
     assert not list(tmp_path.glob("gen.rank*.jsonl"))
+
+
+@pytest.mark.slow
+def test_sami_generate_on_the_embedded_model(tmp_path):
+    """`sami generate` end to end on SmolLM2-135M-Instruct: two queries, both constitutions answered."""
+    from sami.cli import main
+
+    output = tmp_path / "gen.jsonl"
+    assert main(["generate", "--principles", "hh", "--max_train_queries", "2", "--max_new_tokens", "16",
+                 "--drop_truncated", "none", "--drop_identical", "false", "--output", str(output)]) == 0
+    records = read_records(output)
+    assert len(records) == 2
+    assert all(len(r["responses"]) == 2 and all(r["responses"]) for r in records)
+    assert all(r["template"]["kind"] == "chat" and r["provenance"]["model"] == "smollm2-135m" for r in records)
