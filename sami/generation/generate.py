@@ -8,6 +8,7 @@ batch in flight and rerunning the same call skips the queries already done. Unde
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -19,7 +20,6 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from tqdm.auto import tqdm
-from transformers import GenerationConfig
 
 from sami.constitutions import ConstitutionSampler, query_rng, render_constitution
 from sami.generation.filters import FilterConfig, FilterReport, drop_reason
@@ -109,9 +109,12 @@ def generate_texts(
 
     Prompts are sorted by length so each batch pads little (longest first, so an out-of-memory
     error shows at once), left-padded, and decoded greedily unless ``sampling.temperature > 0``.
+    Settings of ``model.generation_config`` that ``sampling`` does not cover (``cache_implementation``,
+    ``min_new_tokens``, ...) apply.
     """
     eos_ids = _eos_ids(model, tokenizer)
-    config = GenerationConfig(
+    config = copy.deepcopy(model.generation_config)  # keeps the model's own settings (e.g. cache_implementation)
+    config.update(
         max_new_tokens=sampling.max_new_tokens,
         do_sample=sampling.temperature > 0,
         temperature=sampling.temperature if sampling.temperature > 0 else None,

@@ -42,6 +42,7 @@ from sami.evaluation.pairwise import (
     response_records,
 )
 from sami.evaluation.winrates import summarize
+from sami.generation.generate import read_records
 from sami.reporting.report import iteration_dirs
 
 logger = logging.getLogger("sami.evaluate")
@@ -155,13 +156,7 @@ def _read_jsonl(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"response file {str(path)!r} not found")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number} is not JSON ({error})") from None
+    records = read_records(path)
     if not records:
         raise ValueError(f"response file {path} is empty")
     return records

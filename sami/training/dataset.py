@@ -8,7 +8,6 @@ reshuffled every epoch.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from sami.generation.generate import read_records
 from sami.generation.prompts import ANSWER_MARKER, PromptTemplate
 
 logger = logging.getLogger(__name__)
@@ -28,14 +28,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"generations file {str(path)!r} not found; run `sami generate` first or fix the path")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number} is not valid JSON ({error.msg}); regenerate the file") from None
-    return records
+    return read_records(path)
 
 
 def response_text(record: dict, j: int) -> str:
