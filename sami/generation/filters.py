@@ -1,22 +1,14 @@
 """Drop rules for generated responses, each with a named reason (SAMI.md §2.3).
 
 Nothing is dropped silently: every record keeps its ``dropped`` reason in the generations
-file and :class:`FilterReport` counts them.
+file (``no_answer_marker``, ``empty_response``, ``identical_responses``, ``placeholder_text``,
+``truncated_response``, ``truncated_positive``) and :class:`FilterReport` counts them.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-
-REASONS = (
-    "no_answer_marker",
-    "empty_response",
-    "identical_responses",
-    "placeholder_text",
-    "truncated_response",
-    "truncated_positive",
-)
 
 
 @dataclass(frozen=True)

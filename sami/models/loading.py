@@ -33,8 +33,11 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") 
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"``: this process's accelerator under ``accelerate launch`` (``cuda:<local rank>``), else the CPU."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from accelerate import PartialState
+
+        return PartialState().device
     return torch.device(device)
 
 
