@@ -35,8 +35,8 @@ import yaml
 from sami.config.args import ConstitutionArgs, GenerationArgs, ModelArgs, PrincipleArgs, QueryArgs
 from sami.constitutions import build_sampler, query_rng
 from sami.data import load_queries
-from sami.generation import FilterConfig, generate_dataset, kept_records, read_records, resolve_template
-from sami.models import load_model
+from sami.generation import FilterConfig, Generator, generate_dataset, kept_records, read_records, resolve_template
+from sami.models import load_for_training
 from sami.principles import PrincipleSet, load_principles, save_principles
 from sami.training import SAMIConfig, SAMITrainer
 from sami.training.trainer import evaluate_sami
@@ -102,6 +102,7 @@ class Pipeline:
         self.iteration_args, self.training_args = iteration_args, training_args
         self.run_dir = Path(iteration_args.run_dir)
         self.seed = training_args.seed
+        self._generator: Generator | None = None  # created at the first generation, kept for the whole run
         validate_config(principle_args, query_args, generation_args)
 
     # ------------------------------------------------------------------------------------ set-up
@@ -211,19 +212,27 @@ class Pipeline:
     def _generate(
         self, model_spec: str, queries: list, sampler, output: Path, filters: FilterConfig, greedy: bool = False
     ) -> None:
-        model, tokenizer = load_model(model_spec, dtype=self.model_args.generation_dtype, device=self.model_args.device)
+        """Generate with ``model_spec`` on the run's one generator (a vLLM engine swaps weights, never restarts)."""
         g = self.generation_args
-        template = resolve_template(tokenizer, self.query_args.task, g.prompt_kind, g.chain_of_thought)
+        if self._generator is None:
+            self._generator = g.generator(model_spec, self.model_args, self.seed)
+        generator = self._generator
+        generator.load(model_spec)
+        template = resolve_template(generator.tokenizer, self.query_args.task, g.prompt_kind, g.chain_of_thought)
         sampling = g.sampling(self.seed)
         if greedy:
             sampling = dataclasses.replace(sampling, temperature=0.0)
         report = generate_dataset(
-            model, tokenizer, queries, sampler, template, output,
-            sampling=sampling, filters=filters, seed=self.seed, provenance={"model": model_spec},
+            generator, queries, sampler, template, output,
+            sampling=sampling, filters=filters, seed=self.seed, model_name=self._model_name(model_spec),
         )
         logger.info("%s: %s", output, report.summary())
-        del model
-        gc.collect()
+        generator.release()  # the trainer gets the accelerator's memory
+
+    def _model_name(self, model_spec: str) -> str:
+        """How records name a model: the base spec, or the checkpoint relative to the run folder (movable runs)."""
+        path = Path(model_spec)
+        return str(path.relative_to(self.run_dir)) if path.is_relative_to(self.run_dir) else model_spec
 
     def _train(self, start_spec: str, iteration_dir: Path, steps: int) -> None:
         records = kept_records(iteration_dir / "generations.jsonl")
@@ -233,7 +242,7 @@ class Pipeline:
                 "sample with --temperature > 0, raise --max_new_tokens, or relax --drop_truncated/--drop_identical"
             )
         args = dataclasses.replace(self.training_args, output_dir=str(iteration_dir / "trainer"), max_steps=steps)
-        model, tokenizer = load_model(start_spec, dtype="float32", device="cpu" if args.use_cpu else "auto")
+        model, tokenizer = load_for_training(start_spec, args, dtype="float32")  # sharded: kept off the GPU
         trainer = SAMITrainer(model, args, train_dataset=records, processing_class=tokenizer)
         resume = any((iteration_dir / "trainer").glob("checkpoint-*"))
         trainer.train(resume_from_checkpoint=True if resume else None)

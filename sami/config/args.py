@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sami.generation.filters import FilterConfig
-from sami.generation.generate import SamplingConfig
+from sami.generation.engine import BACKENDS, Generator, SamplingConfig, build_generator
 from sami.models.embedded import DEFAULT_MODEL
 from sami.principles.writer import ASPECTS
 
@@ -80,6 +80,25 @@ class GenerationArgs:
     chain_of_thought: bool = field(default=False, metadata={"help": "Reason first, answer after 'Final response:'."})
     drop_truncated: str = field(default="positive", metadata={"help": "positive (paper), any or none."})
     drop_identical: bool = field(default=True, metadata={"help": "Drop queries whose responses are not all distinct."})
+    generation_backend: str = field(
+        default="auto",
+        metadata={"help": f"Generation engine: {', '.join(BACKENDS)} (auto: vllm where it is installed, else hf)."},
+    )
+    vllm_tensor_parallel_size: int = field(
+        default=1, metadata={"help": "vLLM: GPUs per engine (tensor parallel); launched processes form groups of this size."}
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.9, metadata={"help": "vLLM: fraction of GPU memory the engine may take (weights + KV cache)."}
+    )
+    vllm_enable_sleep_mode: bool = field(
+        default=True, metadata={"help": "vLLM on GPUs: free the engine's GPU memory while training (sleep level 2)."}
+    )
+    vllm_enforce_eager: bool = field(
+        default=False, metadata={"help": "vLLM: skip graph capture/compilation (faster start, slower decoding)."}
+    )
+    vllm_max_model_len: int | None = field(
+        default=None, metadata={"help": "vLLM: context length to reserve KV cache for (default: the model's)."}
+    )
 
     def sampling(self, seed: int) -> SamplingConfig:
         return SamplingConfig(
@@ -93,3 +112,18 @@ class GenerationArgs:
 
     def filters(self) -> FilterConfig:
         return FilterConfig(drop_identical=self.drop_identical, drop_truncated=self.drop_truncated)
+
+    def generator(self, spec: str, model_args: ModelArgs, seed: int) -> Generator:
+        """A generator of the chosen backend with ``spec`` loaded."""
+        return build_generator(
+            spec,
+            self.generation_backend,
+            dtype=model_args.generation_dtype,
+            device=model_args.device,
+            seed=seed,
+            vllm_tensor_parallel_size=self.vllm_tensor_parallel_size,
+            vllm_gpu_memory_utilization=self.vllm_gpu_memory_utilization,
+            vllm_enable_sleep_mode=self.vllm_enable_sleep_mode,
+            vllm_enforce_eager=self.vllm_enforce_eager,
+            vllm_max_model_len=self.vllm_max_model_len,
+        )

@@ -1,92 +1,42 @@
 """Constitution-conditioned responses: for every query x and each of its C constitutions c_i,
-the model's response y_i (SAMI.md §2.3).
+the model's response y_i (the paper's section 3; docs/generation.md).
 
-Records are appended to a JSONL file as each batch finishes, so a killed run loses at most the
-batch in flight and rerunning the same call skips the queries already done. Under
-``accelerate launch`` each process generates its own shard and the main process merges them.
+Any :class:`~sami.generation.engine.Generator` backend writes them. Records are appended to a JSONL
+file as each batch finishes, so a killed run loses at most the batch in flight and rerunning the
+same call regenerates exactly that. Under ``accelerate launch`` each data shard (a process, or a
+vLLM tensor-parallel group) generates its part and the main process merges them.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import torch
 from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from sami.constitutions import ConstitutionSampler, query_rng, render_constitution
+from sami.generation.engine import Completion, Generator, SamplingConfig, encode_prompts, prompt_seed
 from sami.generation.filters import FilterConfig, FilterReport, drop_reason
 from sami.generation.prompts import PromptTemplate, split_reasoning
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SamplingConfig:
-    """Decoding settings; the defaults are the paper's (greedy, up to 350 new tokens).
-
-    Args:
-        max_new_tokens: response budget (paper: 350; 500 for llama3-70b; 800 with chain of thought).
-        temperature: 0 means greedy decoding (paper); > 0 samples.
-        top_p: nucleus mass when sampling (paper: 0.9).
-        stop_strings: cut the response at the first of these (kept out of the response).
-        batch_size: prompts per ``generate`` call.
-        seed: seeds sampling; greedy decoding ignores it.
-    """
-
-    max_new_tokens: int = 350
-    temperature: float = 0.0
-    top_p: float = 0.9
-    stop_strings: tuple[str, ...] = ()
-    batch_size: int = 16
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ValueError("max_new_tokens and batch_size must be >= 1")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError(f"temperature must be >= 0 and top_p in (0, 1]; got {self.temperature}, {self.top_p}")
-
-
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    num_tokens: int
-    finish_reason: str  # "eos" | "stop" | "length"
-
-
 class ContextTooLong(ValueError):
     """A prompt plus its response budget does not fit the model's context."""
 
 
-def _eos_ids(model, tokenizer) -> list[int]:
-    eos = model.generation_config.eos_token_id
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    return list(eos) if isinstance(eos, (list, tuple)) else [eos]
-
-
-def context_length(model) -> int | None:
-    return getattr(model.config, "max_position_embeddings", None)
-
-
-def check_context(tokenizer, model, prompts: dict[str, str], max_new_tokens: int, add_special_tokens: bool) -> None:
+def check_context(limit: int | None, prompt_lengths: dict[str, int], max_new_tokens: int) -> None:
     """Raise :class:`ContextTooLong` naming every query whose prompt + budget exceeds the context."""
-    limit = context_length(model)
     if limit is None:
         return
-    too_long = {}
-    for query_id, prompt in prompts.items():
-        length = len(tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"])
-        if length + max_new_tokens > limit:
-            too_long[query_id] = length
+    too_long = {k: n for k, n in prompt_lengths.items() if n + max_new_tokens > limit}
     if too_long:
         shown = ", ".join(f"{k} ({v} tokens)" for k, v in list(too_long.items())[:5])
         raise ContextTooLong(
@@ -95,67 +45,12 @@ def check_context(tokenizer, model, prompts: dict[str, str], max_new_tokens: int
         )
 
 
-@torch.inference_mode()
 def generate_texts(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    sampling: SamplingConfig = SamplingConfig(),
-    *,
+    generator: Generator, prompts: Sequence[str], sampling: SamplingConfig = SamplingConfig(), *,
     add_special_tokens: bool = False,
-    progress: tqdm | None = None,
 ) -> list[Completion]:
-    """Batched generation of one completion per prompt, in the order given.
-
-    Prompts are sorted by length so each batch pads little (longest first, so an out-of-memory
-    error shows at once), left-padded, and decoded greedily unless ``sampling.temperature > 0``.
-    Settings of ``model.generation_config`` that ``sampling`` does not cover (``cache_implementation``,
-    ``min_new_tokens``, ...) apply.
-    """
-    eos_ids = _eos_ids(model, tokenizer)
-    config = copy.deepcopy(model.generation_config)  # keeps the model's own settings (e.g. cache_implementation)
-    config.update(
-        max_new_tokens=sampling.max_new_tokens,
-        do_sample=sampling.temperature > 0,
-        temperature=sampling.temperature if sampling.temperature > 0 else None,
-        top_p=sampling.top_p if sampling.temperature > 0 else None,
-        top_k=None,
-        eos_token_id=eos_ids,
-        pad_token_id=tokenizer.pad_token_id,
-        stop_strings=list(sampling.stop_strings) or None,
-    )
-    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    results: dict[int, Completion] = {}
-    try:
-        for start in range(0, len(order), sampling.batch_size):
-            batch = order[start : start + sampling.batch_size]
-            inputs = tokenizer(
-                [prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
-            ).to(model.device)
-            torch.manual_seed(sampling.seed + start)
-            output = model.generate(**inputs, generation_config=config, tokenizer=tokenizer)
-            new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
-            for index, tokens in zip(batch, new_tokens):
-                results[index] = _completion(tokens, tokenizer, eos_ids, sampling)
-            if progress is not None:
-                progress.update(len(batch))
-    finally:
-        tokenizer.padding_side = padding_side
-    return [results[i] for i in range(len(prompts))]
-
-
-def _completion(tokens: list[int], tokenizer, eos_ids: list[int], sampling: SamplingConfig) -> Completion:
-    ends = [i for i, t in enumerate(tokens) if t in eos_ids]
-    if ends:
-        tokens, finish = tokens[: ends[0]], "eos"
-    else:
-        finish = "length" if len(tokens) >= sampling.max_new_tokens else "eos"
-    text = tokenizer.decode(tokens, skip_special_tokens=True)
-    for stop in sampling.stop_strings:
-        if stop in text:
-            text, finish = text[: text.index(stop)], "stop"
-    return Completion(text=text.strip(), num_tokens=len(tokens), finish_reason=finish)
+    """One completion per rendered prompt, in the order given (seeded by position)."""
+    return generator.generate(encode_prompts(generator.tokenizer, prompts, add_special_tokens), sampling)
 
 
 # --- datasets of records -------------------------------------------------------------------
@@ -210,8 +105,7 @@ def _shard_path(output: Path, rank: int) -> Path:
 
 
 def generate_dataset(
-    model,
-    tokenizer,
+    generator: Generator,
     queries: Sequence,
     sampler: ConstitutionSampler,
     template: PromptTemplate,
@@ -220,6 +114,7 @@ def generate_dataset(
     sampling: SamplingConfig = SamplingConfig(),
     filters: FilterConfig = FilterConfig(),
     seed: int = 0,
+    model_name: str | None = None,
     provenance: dict | None = None,
     show_progress: bool = True,
 ) -> FilterReport:
@@ -228,64 +123,66 @@ def generate_dataset(
     Each record holds the query, its C constitutions (stances and rendered text), the prompts,
     the responses (and chain-of-thought reasoning), token counts, finish reasons, provenance and
     ``dropped`` (the filter rule it broke, or ``None``). ``filter_report.json`` lands beside it.
+
+    The work is planned over all ``queries`` (length-sorted batches), so a rerun after a crash
+    regenerates exactly the batches that were lost, with the same seeds: the file ends as an
+    uninterrupted run would have written it. ``model_name`` names the model in the records and in
+    their resume key (default: the spec the generator loaded).
     """
     state = PartialState()
+    tokenizer = generator.tokenizer
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    model_name = model_name or generator.spec
+    identity = {"model": model_name, **generator.identity()}
     digest = config_hash(
-        sampling=asdict(sampling), template=asdict(template), sampler=repr(sampler), filters=asdict(filters), seed=seed
+        generator=identity, sampling=asdict(sampling), template=asdict(template), sampler=repr(sampler),
+        filters=asdict(filters), seed=seed,
     )
-    provenance = {**(provenance or {}), "config_hash": digest, "seed": seed}
-    shard_paths = [_shard_path(output, rank) for rank in range(state.num_processes)]
+    provenance = {**(provenance or {}), **identity, "config_hash": digest, "seed": seed}
+    shard_index, num_shards, writes = generator.shard
+    shard_paths = [_shard_path(output, rank) for rank in range(num_shards)]
     existing = [r for path in [output, *shard_paths] for r in read_records(path)]
-    stale = {r["provenance"].get("config_hash") for r in existing} - {digest}
-    if stale:
-        raise ValueError(
-            f"{output} holds records generated with other settings (config hash {sorted(stale)} != {digest}); "
-            "write to a new output path, or delete the file to regenerate"
-        )
+    _refuse_other_settings(output, existing, provenance)
     done = {r["query_id"] for r in existing}
-    todo = [q for q in queries if q.id not in done]
-    mine = todo[state.process_index :: state.num_processes]
 
     items = []
-    for query in mine:
+    for query in queries:
         constitutions = sampler.sample(query_rng(seed, query.id))
-        texts = [render_constitution(c) for c in constitutions]
-        items.append((query, constitutions, [template.render(tokenizer, t, query.text) for t in texts]))
+        prompts = [template.render(tokenizer, render_constitution(c), query.text) for c in constitutions]
+        items.append((query, constitutions, prompts, encode_prompts(tokenizer, prompts, template.add_special_tokens)))
     check_context(
-        tokenizer,
-        model,
-        {q.id: max(prompts, key=len) for q, _, prompts in items},
-        sampling.max_new_tokens,
-        template.add_special_tokens,
+        generator.context_length, {q.id: max(map(len, ids)) for q, _, _, ids in items}, sampling.max_new_tokens
     )
-    items.sort(key=lambda item: -max(len(p) for p in item[2]))
+    # the plan depends on the queries alone (not on what is done), so a rerun rebuilds the same batches
+    items.sort(key=lambda item: -max(map(len, item[3])))
     queries_per_call = max(1, sampling.batch_size // max(1, sampler.num_constitutions))
-    target = output if state.num_processes == 1 else shard_paths[state.process_index]
-    drop_torn_tail(target)
-    with target.open("a", encoding="utf-8") as handle, tqdm(
-        total=len(items),
-        desc=f"generating (rank {state.process_index})" if state.num_processes > 1 else "generating",
+    chunks = [items[i : i + queries_per_call] for i in range(0, len(items), queries_per_call)]
+    mine = [c for k, c in enumerate(chunks) if k % num_shards == shard_index and any(q.id not in done for q, *_ in c)]
+    target = output if num_shards == 1 else shard_paths[shard_index]
+    if writes:
+        drop_torn_tail(target)
+    with (target.open("a", encoding="utf-8") if writes else open(os.devnull, "w")) as handle, tqdm(
+        total=sum(q.id not in done for c in mine for q, *_ in c),
+        desc=f"generating (shard {shard_index})" if num_shards > 1 else "generating",
         unit="query",
-        disable=not show_progress,
-        initial=0,
+        disable=not (show_progress and writes),
     ) as bar:
-        for start in range(0, len(items), queries_per_call):
-            chunk = items[start : start + queries_per_call]
-            prompts = [p for _, _, ps in chunk for p in ps]
-            chunk_sampling = SamplingConfig(**{**asdict(sampling), "seed": sampling.seed + start})
-            completions = generate_texts(
-                model, tokenizer, prompts, chunk_sampling, add_special_tokens=template.add_special_tokens
-            )
-            for index, (query, constitutions, query_prompts) in enumerate(chunk):
+        for chunk in mine:
+            ids = [p for *_, query_ids in chunk for p in query_ids]
+            seeds = [prompt_seed(sampling.seed, q.id, i) for q, _, prompts, _ in chunk for i in range(len(prompts))]
+            completions = generator.generate(ids, sampling, seeds)
+            for index, (query, constitutions, query_prompts, _) in enumerate(chunk):
+                if query.id in done:  # a batch cut short by a crash is regenerated whole, its finished records kept
+                    continue
                 own = completions[index * len(query_prompts) : (index + 1) * len(query_prompts)]
                 record = _record(query, constitutions, query_prompts, own, template, provenance)
                 record["dropped"] = drop_reason(record, filters)
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                bar.update(1)
             handle.flush()
-            os.fsync(handle.fileno())
-            bar.update(len(chunk))
+            if writes:
+                os.fsync(handle.fileno())
 
     state.wait_for_everyone()
     if state.is_main_process:
@@ -301,6 +198,20 @@ def generate_dataset(
         logger.info("%s: %s", output, report.summary())
     state.wait_for_everyone()
     return FilterReport.from_records(read_records(output))
+
+
+def _refuse_other_settings(output: Path, existing: list[dict], provenance: dict) -> None:
+    """Refuse to append to records generated with other settings, naming what differs."""
+    stale = [r["provenance"] for r in existing if r["provenance"].get("config_hash") != provenance["config_hash"]]
+    if not stale:
+        return
+    differs = [f"{k} {stale[0].get(k)!r} -> {provenance[k]!r}" for k in ("model", "backend", "dtype", "seed")
+               if stale[0].get(k) != provenance[k]]
+    detail = "; ".join(differs) or "sampling, template, sampler or filters differ"
+    raise ValueError(
+        f"{output} holds records generated with other settings ({detail}); "
+        "write to a new output path, or delete the file to regenerate"
+    )
 
 
 def _record(query, constitutions, prompts, completions, template: PromptTemplate, provenance: dict) -> dict:

@@ -136,10 +136,11 @@ def _is_duplicate(candidate: Principle, found: Sequence[Principle]) -> bool:
 
 def model_completer(model, tokenizer, *, temperature: float = 0.8, max_new_tokens: int = 60, seed: int = 0) -> Complete:
     """A :data:`Complete` backed by a local Hugging Face model (its chat template when it has one)."""
-    from sami.generation.generate import SamplingConfig, generate_texts
+    from sami.generation import HFGenerator, SamplingConfig, generate_texts
 
     chat = bool(getattr(tokenizer, "chat_template", None))
     calls = iter(range(1_000_000))
+    generator = HFGenerator.from_model(model, tokenizer)
 
     def complete(prompts: Sequence[str], prefills: Sequence[str]) -> list[str]:
         texts = [
@@ -159,6 +160,6 @@ def model_completer(model, tokenizer, *, temperature: float = 0.8, max_new_token
             batch_size=len(texts),
             seed=seed + 1000 * next(calls),
         )
-        return [c.text for c in generate_texts(model, tokenizer, texts, sampling, add_special_tokens=not chat)]
+        return [c.text for c in generate_texts(generator, texts, sampling, add_special_tokens=not chat)]
 
     return complete

@@ -99,6 +99,8 @@ def make_parser() -> argparse.ArgumentParser:
     gen.add_argument("--batch-size", type=int, default=8, help="prompts per generate call")
     gen.add_argument("--dtype", default="auto", help="model dtype: auto, float32, bfloat16, float16")
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    gen.add_argument("--generation-backend", default="auto", choices=["auto", "hf", "vllm"],
+                     help="generation engine; auto: vllm where it is installed, else hf")
 
     judge = parser.add_argument_group("judge")
     judge.add_argument("--judge", default="api", choices=["api", "local", "none"],
@@ -220,8 +222,12 @@ def build_eval_items(args, principle_set) -> list[dict]:
 
 def generate_responses(spec: str, name: str, items: list[dict], args, path: Path) -> list[dict]:
     """Responses of one model to the evaluation items, greedy; reused from ``path`` when settings match."""
+    from sami.generation import SamplingConfig, build_generator, generate_texts, resolve_backend, resolve_template
+
+    backend = resolve_backend(args.generation_backend)
     settings = {
         "model": spec, "task": args.task, "prompt_kind": args.prompt_kind, "max_new_tokens": args.max_new_tokens,
+        "backend": backend, "dtype": args.dtype,
         "items": hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:16],
     }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
@@ -233,22 +239,20 @@ def generate_responses(spec: str, name: str, items: list[dict], args, path: Path
         if cached and all(r.get("settings_hash") == digest for r in cached) and len(cached) == len(items):
             logger.info("reusing %s (same model and settings)", path)
             return cached
-    from sami.generation import SamplingConfig, generate_texts, resolve_template
-    from sami.models.loading import load_model
 
-    logger.info("generating %d responses with %s", len(items), spec)
-    model, tokenizer = load_model(spec, dtype=args.dtype, device=args.device)
-    template = resolve_template(tokenizer, args.task, args.prompt_kind)
-    prompts = [template.render(tokenizer, item["constitution"], item["query"]) for item in items]
+    logger.info("generating %d responses with %s (%s backend)", len(items), spec, backend)
+    generator = build_generator(spec, backend, dtype=args.dtype, device=args.device, seed=args.seed)
+    template = resolve_template(generator.tokenizer, args.task, args.prompt_kind)
+    prompts = [template.render(generator.tokenizer, item["constitution"], item["query"]) for item in items]
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed)
-    completions = generate_texts(model, tokenizer, prompts, sampling, add_special_tokens=template.add_special_tokens)
+    completions = generate_texts(generator, prompts, sampling, add_special_tokens=template.add_special_tokens)
     records = [
         {**item, "response": c.text, "response_tokens": c.num_tokens, "finish_reason": c.finish_reason,
          "model": name, "model_spec": spec, "settings_hash": digest}
         for item, c in zip(items, completions)
     ]
     _write_jsonl(records, path)
-    del model
+    generator.release()
     return records
 
 

@@ -3,6 +3,7 @@
     sami generate --principles hh --queries dialogue --output runs/gen.jsonl
     sami generate --principles tldr --queries summarisation --task summarisation --scheme negations \\
         --model gemma3-270m --max_new_tokens 128 --output runs/tldr.jsonl
+    sami generate --principles hh --generation_backend vllm --output runs/gen.jsonl   # a vLLM engine
     accelerate launch -m sami.cli generate --principles hh --output runs/gen.jsonl   # one shard per process
 
 Rerunning the same command resumes: queries already in the output are skipped.
@@ -17,7 +18,6 @@ from sami.config.parser import SamiParser
 from sami.constitutions import build_sampler
 from sami.data import load_queries
 from sami.generation import generate_dataset, resolve_template
-from sami.models import load_model
 from sami.scripts.principles import obtain_principles
 
 
@@ -58,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         seed=output_args.seed,
         data_path=query_args.query_data_path,
     )
-    model, tokenizer = load_model(model_args.model, dtype=model_args.generation_dtype, device=model_args.device)
-    template = resolve_template(tokenizer, query_args.task, generation_args.prompt_kind, generation_args.chain_of_thought)
+    generator = generation_args.generator(model_args.model, model_args, output_args.seed)
+    template = resolve_template(
+        generator.tokenizer, query_args.task, generation_args.prompt_kind, generation_args.chain_of_thought
+    )
     report = generate_dataset(
-        model,
-        tokenizer,
+        generator,
         queries,
         sampler,
         template,
@@ -70,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
         sampling=generation_args.sampling(output_args.seed),
         filters=generation_args.filters(),
         seed=output_args.seed,
-        provenance={"model": model_args.model},
     )
     print(f"{output_args.output}: {report.summary()}")
     return 0

@@ -80,7 +80,8 @@ class SAMITrainer(Trainer):
     Args:
         model (`PreTrainedModel` or `str`):
             The model to train, loaded in float32 (bf16 autocast comes from ``args.bf16``), or a model spec for
-            :func:`sami.models.load_model` (embedded name, folder, ``.gguf`` or hub id), loaded in float32.
+            :func:`sami.models.load_for_training` (embedded name, folder, ``.gguf`` or hub id), loaded in float32;
+            under FSDP or DeepSpeed ZeRO-3 it stays off the accelerator until the Trainer shards it.
         args (`SAMIConfig`, *optional*):
             Training configuration; defaults to ``SAMIConfig(output_dir="sami-output")``.
         train_dataset / eval_dataset:
@@ -130,9 +131,10 @@ class SAMITrainer(Trainer):
         if not isinstance(args, SAMIConfig):
             raise TypeError(f"args must be a SAMIConfig, got {type(args).__name__}: build one with SAMIConfig(...)")
         if isinstance(model, str):
-            from sami.models import load_model
+            from sami.models import load_for_training
 
-            model, tokenizer = load_model(model, dtype="float32", device="cpu")
+            # off the accelerator under FSDP/ZeRO-3 (the prepare step shards it), else on the process's device
+            model, tokenizer = load_for_training(model, args, dtype="float32")
             processing_class = processing_class if processing_class is not None else tokenizer
         if processing_class is None:
             raise ValueError("SAMITrainer needs the tokenizer: pass processing_class=tokenizer")

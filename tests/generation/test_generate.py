@@ -10,6 +10,7 @@ from sami.constitutions import build_sampler
 from sami.generation import (
     ContextTooLong,
     FilterConfig,
+    HFGenerator,
     SamplingConfig,
     generate_dataset,
     generate_texts,
@@ -18,7 +19,6 @@ from sami.generation import (
     resolve_template,
 )
 from sami.generation.filters import FilterReport, drop_reason
-from sami.models import load_model
 from sami.principles import load_principles
 
 
@@ -33,43 +33,43 @@ QUERIES = [Q(f"q{i}", f"Question number {i}: {'why ' * (i % 4)}is the sky blue?"
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    return load_model(str(tiny_model_dir), dtype="float32", device="cpu")
+    return HFGenerator(str(tiny_model_dir), dtype="float32", device="cpu")
 
 
 def _generate(tiny, path, **kwargs):
-    model, tokenizer = tiny
     sampler = build_sampler("fixed_pair", load_principles("hh"), 2)
-    template = resolve_template(tokenizer, "dialogue")
+    template = resolve_template(tiny.tokenizer, "dialogue")
     sampling = kwargs.pop("sampling", SamplingConfig(max_new_tokens=6, batch_size=4, temperature=1.0))
-    return generate_dataset(model, tokenizer, kwargs.pop("queries", QUERIES), sampler, template, path,
+    return generate_dataset(tiny, kwargs.pop("queries", QUERIES), sampler, template, path,
                             sampling=sampling, filters=FilterConfig(drop_truncated="none"), show_progress=False, **kwargs)
 
 
 def test_generate_texts_keeps_order_and_counts_tokens(tiny):
-    model, tokenizer = tiny
     prompts = ["short", "a much longer prompt than the first one", "mid length"]
-    out = generate_texts(model, tokenizer, prompts, SamplingConfig(max_new_tokens=5, batch_size=2))
-    alone = [generate_texts(model, tokenizer, [p], SamplingConfig(max_new_tokens=5))[0] for p in prompts]
+    out = generate_texts(tiny, prompts, SamplingConfig(max_new_tokens=5, batch_size=2))
+    alone = [generate_texts(tiny, [p], SamplingConfig(max_new_tokens=5))[0] for p in prompts]
     assert [o.text for o in out] == [a.text for a in alone]  # greedy: batching and sorting change nothing
     assert all(o.num_tokens <= 5 and o.finish_reason in ("eos", "length") for o in out)
+    assert all(len(o.token_ids) == o.num_tokens for o in out)
 
 
 def test_records_hold_everything_and_a_report_is_written(tiny, tmp_path):
     path = tmp_path / "gen.jsonl"
-    report = _generate(tiny, path, provenance={"model": "tiny"})
+    report = _generate(tiny, path, model_name="tiny")
     records = read_records(path)
     assert [r["query_id"] for r in records] == [q.id for q in QUERIES]  # query order, whatever the batching
     record = records[0]
     assert len(record["constitutions"]) == len(record["prompts"]) == len(record["responses"]) == 2
     assert record["constitutions"][0]["text"] in record["prompts"][0]
     assert record["provenance"]["model"] == "tiny" and record["provenance"]["config_hash"]
+    assert (record["provenance"]["backend"], record["provenance"]["dtype"]) == ("hf", "float32")
     assert report.total == 7 and report.kept == len(kept_records(path))
     assert json.loads((tmp_path / "gen.filter_report.json").read_text())["total"] == 7
 
 
-def test_rerun_resumes_after_a_kill_and_loses_at_most_the_torn_batch(tiny, tmp_path):
+def test_rerun_after_a_kill_writes_what_an_uninterrupted_run_writes(tiny, tmp_path):
     path = tmp_path / "gen.jsonl"
-    _generate(tiny, path)
+    _generate(tiny, path)  # sampled (temperature 1), batches of 2 queries
     full = read_records(path)
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])  # killed while writing the 4th record
@@ -77,7 +77,15 @@ def test_rerun_resumes_after_a_kill_and_loses_at_most_the_torn_batch(tiny, tmp_p
     _generate(tiny, path)
     resumed = read_records(path)
     assert [r["query_id"] for r in resumed] == [r["query_id"] for r in full]
-    assert resumed[:3] == full[:3]  # finished queries were not regenerated
+    assert resumed == full  # same batches, same seeds: the resumed file equals the uninterrupted one
+
+
+def test_a_file_from_another_model_is_refused_naming_the_model(tiny, tiny_model_dir, tmp_path):
+    path = tmp_path / "gen.jsonl"
+    _generate(tiny, path, queries=QUERIES[:2], model_name="model-a")
+    with pytest.raises(ValueError, match="model 'model-a' -> 'model-b'"):
+        _generate(tiny, path, model_name="model-b")
+    assert len(read_records(path)) == 2  # nothing of model B was appended
 
 
 def test_other_settings_in_the_same_file_are_refused(tiny, tmp_path):

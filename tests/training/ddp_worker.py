@@ -1,24 +1,63 @@
 """One SAMI training step (and an evaluation) on a tiny model, run alone or under a launcher.
 
-    python tests/training/ddp_worker.py OUT 4                                    # 1 process, batch 4
-    accelerate launch --cpu --num_processes 2 tests/training/ddp_worker.py OUT 2  # 2 processes x batch 2
+    python tests/training/ddp_worker.py OUT 4                                         # 1 process, batch 4
+    accelerate launch --multi_gpu --num_processes 2 tests/training/ddp_worker.py OUT 2  # 2 processes x batch 2
+    accelerate launch --config_file fsdp.yaml tests/training/ddp_worker.py OUT 2 CKPT  # FSDP, from a checkpoint
 
-The main process writes OUT/result.pt: the logged loss, the evaluation metrics and the updated
-weights. test_training_distributed.py checks that both runs agree.
+With CKPT (a checkpoint folder) the trainer gets the spec and loads it itself (sami.models.load_for_training).
+The main process writes OUT/result.pt: the logged loss, the evaluation metrics, the updated weights (the
+full state dict, gathered under FSDP) and, per process, where the model was loaded and how many bytes of
+parameters it holds once prepared. test_training_distributed.py checks that the runs agree.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import torch
+from accelerate.utils import gather_object
+from transformers import TrainerCallback
 from training_helpers import load_test_tokenizer, make_records, tiny_model
 
+from sami.models import training_placement
 from sami.training import SAMIConfig, SAMITrainer
 
 
-def main(out: str, per_device_batch: int) -> None:
+def _param_bytes(model) -> tuple[int, int]:
+    """(bytes of the parameters this process holds, bytes of the full parameters); DTensor shards count locally."""
+    local = full = 0
+    for p in model.parameters():
+        held = p.to_local() if hasattr(p, "to_local") else p
+        local += held.numel() * held.element_size()
+        full += p.numel() * p.element_size()  # a DTensor's numel is the global one
+    return local, full
+
+
+class _ParamBytes(TrainerCallback):
+    """Records ``_param_bytes`` of the model once the Trainer has prepared (under FSDP: sharded) it."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.local, self.full = _param_bytes(model)
+
+
+def _fsdp_on_cpu(args: SAMIConfig) -> None:
+    """Let accelerate run FSDP over this CPU (gloo) process group.
+
+    ``AcceleratorState`` attaches the FSDP plugin only to GPU-like process groups (MULTI_GPU, MULTI_XPU, ...), never
+    to MULTI_CPU; relabelled before the Trainer builds its Accelerator, the gloo group on the CPU is prepared with
+    FSDP2 exactly as a GPU one (``fully_shard`` shards on the CPU mesh; the device stays the CPU).
+    """
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType
+
+    assert args.device.type == "cpu"  # sets up the gloo process group (use_cpu)
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and PartialState().num_processes > 1:
+        PartialState._shared_state["distributed_type"] = DistributedType.MULTI_GPU
+
+
+def main(out: str, per_device_batch: int, checkpoint: str | None = None) -> None:
     tokenizer = load_test_tokenizer()
     principles = ["concise", "comprehensive", "polite"]
     args = SAMIConfig(
@@ -34,28 +73,41 @@ def main(out: str, per_device_batch: int) -> None:
         dataloader_pin_memory=False,
         seed=0,
     )
+    _fsdp_on_cpu(args)
     trainer = SAMITrainer(
-        tiny_model(len(tokenizer), seed=0),
+        checkpoint if checkpoint is not None else tiny_model(len(tokenizer), seed=0),
         args,
         train_dataset=make_records(4, principles=principles),
         eval_dataset=make_records(4, principles=principles),
         processing_class=tokenizer,
+        callbacks=[measured := _ParamBytes()],
     )
+    devices = sorted({p.device.type for p in trainer.model.parameters()})  # as loaded, before the prepare step
+    loaded = {"placement": training_placement(args), "devices": devices}
+    if checkpoint is not None:  # did this process read the weights (before the prepare step)?
+        from safetensors.torch import load_file
+
+        saved = load_file(Path(checkpoint) / "model.safetensors")
+        loaded["read_checkpoint"] = all(torch.equal(p, saved[n]) for n, p in trainer.model.named_parameters())
     trainer.train()
     metrics = trainer.evaluate()
-    if trainer.accelerator.is_main_process:
-        model = trainer.accelerator.unwrap_model(trainer.model)
+    accelerator = trainer.accelerator
+    processes = gather_object([{**loaded, "local_bytes": measured.local, "full_bytes": measured.full}])  # rank order
+    state = accelerator.get_state_dict(trainer.model)  # collective under FSDP: the full weights on the main process
+    if accelerator.is_main_process:
+        names = [n for n, _ in accelerator.unwrap_model(trainer.model).named_parameters()]
         result = {
-            "world_size": trainer.accelerator.num_processes,
-            "distributed_type": str(trainer.accelerator.distributed_type),
+            "world_size": accelerator.num_processes,
+            "distributed_type": str(accelerator.distributed_type),
             "loss": [h["loss"] for h in trainer.state.log_history if "loss" in h],
             "mi_bound": [h["mi/bound"] for h in trainer.state.log_history if "mi/bound" in h],
             "eval": metrics,
-            "params": {n: p.detach().cpu().clone() for n, p in model.named_parameters()},
+            "params": {n: state[n].detach().cpu().clone() for n in names},
+            "processes": processes,
         }
         torch.save(result, Path(out) / "result.pt")
     trainer.accelerator.wait_for_everyone()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)
