@@ -8,7 +8,7 @@ except ``smollm2``, the embedded GGUF model.
 
 Columns:
   layouts        naive: B*C*C rows [c_i x | y_j], full-vocabulary float32 logits at every position (the released
-                 code's way, SAMI.md §5); plain: the same rows, LM head on response positions only, chunked;
+                 code's way); plain: the same rows, LM head on response positions only, chunked;
                  shared: B*C rows [c_i x | y_1 | ... | y_C] with a block mask, LM head as plain
   rows x T       the batch the model sees: B*C*C rows (naive, plain) or B*C rows (shared), padded length T
   s/step         median wall time of --steps timed steps, after --warmup untimed ones
@@ -136,7 +136,7 @@ def make_batch(args, C: int, layout: str, vocab: int):
 
 
 def naive_logprobs(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The baseline of SAMI.md §5: logits over the whole vocabulary at every position, log-softmax in float32."""
+    """The released code's baseline: logits over the whole vocabulary at every position, log-softmax in float32."""
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     B, C = batch["response_lengths"].shape

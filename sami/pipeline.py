@@ -1,6 +1,6 @@
 """The SAMI recipe: principles -> constitutions -> (generate -> train -> evaluate) x T.
 
-This file composes the components in the order of SAMI.md §2. For t = 1..T it generates data
+This file composes the components in the order of the paper's method. For t = 1..T it generates data
 with the model of iteration t-1 (the base at t = 1) on this iteration's queries, trains from the
 base model (or, optionally, from t-1) for a number of optimiser steps that grows with t, saves a
 Hugging Face checkpoint, and measures the InfoNCE bound on I(y; c | x) and the mean response

@@ -3,7 +3,7 @@
 A constitution is an ordered list of *stances*: a principle stated as itself (affirmed) or as
 its antithesis (negated). Per query a sampler returns C >= 2 distinct constitutions. Every
 random choice comes from a ``random.Random`` seeded by (seed, query id), so a query gets the
-same constitutions in every run and in every process (SAMI.md §2.2).
+same constitutions in every run and in every process (the paper's method).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Evaluation: judges, pairwise comparisons, win rates and verifiable principles (SAMI.md §2.7).
+"""Evaluation: judges, pairwise comparisons, win rates and verifiable principles (the paper's evaluation protocol).
 
 >>> from sami.evaluation import APIJudge, Comparison, compare, summarize  # doctest: +SKIP
 >>> judge = APIJudge("gpt-4o-mini", cache_dir="judge_cache")  # doctest: +SKIP

@@ -22,7 +22,7 @@ Outcome = Literal["win", "loss", "tie", "unparsed"]
 
 OUTCOME_SCORES: dict[str, float] = {"win": 1.0, "loss": 0.0, "tie": 0.5, "unparsed": 0.5}
 """Score of each outcome. Unparsed verdicts score 0.5 as in the paper, but are always counted
-and reported apart from ties (SAMI.md §2.7): never a silent 0.5."""
+and reported apart from ties (the paper's evaluation protocol): never a silent 0.5."""
 
 
 class JudgeError(RuntimeError):

@@ -1,6 +1,6 @@
 """Pairwise comparisons: candidate vs baseline, randomised A/B positions, one Verdict per judgement.
 
-The paper's protocol (SAMI.md §2.7): for each held-out (query, constitution), show the judge the
+The paper's protocol: for each held-out (query, constitution), show the judge the
 candidate's and the baseline's responses in a random order and ask which follows the
 constitution better. Positions are drawn from ``random.Random`` seeded by (seed, pair id), so a
 pair gets the same order in every run, whatever the order or subset of the pairs.

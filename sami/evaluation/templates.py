@@ -1,4 +1,4 @@
-"""Judge prompts: which of two responses better follows the constitution (SAMI.md §2.7).
+"""Judge prompts: which of two responses better follows the constitution (the paper's evaluation protocol).
 
 Each template is a module constant with the fields ``{constitution}``, ``{query}``,
 ``{response_a}`` and ``{response_b}``. The API templates ask for a short comparison and then a

@@ -1,4 +1,4 @@
-"""Win rates and their statistics: pure functions over verdicts (SAMI.md §2.7).
+"""Win rates and their statistics: pure functions over verdicts (the paper's evaluation protocol).
 
 Three estimates of "how often does the judge prefer the candidate", each with a standard
 error, a 95% confidence interval and a two-sided test against 0.5:

@@ -30,7 +30,7 @@ class SamplingConfig:
         temperature: 0 means greedy decoding (paper); > 0 samples.
         top_p: nucleus mass when sampling (paper: 0.9).
         stop_strings: cut the response at the first of these (kept out of the response).
-        batch_size: prompts per ``generate`` call (the hf backend; vLLM schedules its own batches).
+        batch_size: prompts per batch of the hf backend (vLLM schedules its own batches from larger calls).
         seed: seeds sampling; greedy decoding ignores it.
     """
 
@@ -76,6 +76,10 @@ class Generator(Protocol):
 
     def identity(self) -> dict:
         """Everything besides the model and the sampling settings that determines the outputs (backend, dtype)."""
+        ...
+
+    def prompts_per_call(self, sampling: SamplingConfig) -> int:
+        """How many prompts one :meth:`generate` call should get (records are written after each call)."""
         ...
 
     def load(self, spec: str) -> None:

@@ -1,4 +1,4 @@
-"""Drop rules for generated responses, each with a named reason (SAMI.md §2.3).
+"""Drop rules for generated responses, each with a named reason (the paper's method).
 
 Nothing is dropped silently: every record keeps its ``dropped`` reason in the generations
 file (``no_answer_marker``, ``empty_response``, ``identical_responses``, ``placeholder_text``,

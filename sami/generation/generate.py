@@ -1,5 +1,5 @@
 """Constitution-conditioned responses: for every query x and each of its C constitutions c_i,
-the model's response y_i (the paper's section 3; docs/generation.md).
+the model's response y_i (the paper's method; docs/generation.md).
 
 Any :class:`~sami.generation.engine.Generator` backend writes them. Records are appended to a JSONL
 file as each batch finishes, so a killed run loses at most the batch in flight and rerunning the
@@ -156,7 +156,7 @@ def generate_dataset(
     )
     # the plan depends on the queries alone (not on what is done), so a rerun rebuilds the same batches
     items.sort(key=lambda item: -max(map(len, item[3])))
-    queries_per_call = max(1, sampling.batch_size // max(1, sampler.num_constitutions))
+    queries_per_call = max(1, generator.prompts_per_call(sampling) // max(1, sampler.num_constitutions))
     chunks = [items[i : i + queries_per_call] for i in range(0, len(items), queries_per_call)]
     mine = [c for k, c in enumerate(chunks) if k % num_shards == shard_index and any(q.id not in done for q, *_ in c)]
     target = output if num_shards == 1 else shard_paths[shard_index]

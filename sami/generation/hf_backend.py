@@ -50,6 +50,9 @@ class HFGenerator:
     def identity(self) -> dict:
         return {"backend": self.backend, "dtype": str(self.dtype).removeprefix("torch.")}
 
+    def prompts_per_call(self, sampling: SamplingConfig) -> int:
+        return sampling.batch_size
+
     def load(self, spec: str) -> None:
         if spec == self.spec and self.model is not None:
             return

@@ -4,7 +4,7 @@ One template renders (constitution, query) into the text a model continues. Base
 plain-text prompts in the paper's style; chat models get their own chat template with the
 constitution in the system turn. Training tokenises the prompt and the response as separate
 segments and concatenates the ids (:func:`encode_segments`), so a BPE merge across the
-boundary can never shift the response mask (SAMI.md §4).
+boundary can never shift the response mask (a pitfall of the authors' released code).
 """
 
 from __future__ import annotations

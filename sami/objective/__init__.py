@@ -1,4 +1,4 @@
-"""The SAMI objective: the contrastive log-prob matrix and the InfoNCE loss on it (SAMI.md §2.4-2.5)."""
+"""The SAMI objective: the contrastive log-prob matrix and the InfoNCE loss on it (the paper's method)."""
 
 from sami.objective.logprobs import ContrastiveExample, collate_contrastive, contrastive_logprobs, resolve_layout
 from sami.objective.loss import SAMILossOutput, mi_lower_bound, sami_loss

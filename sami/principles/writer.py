@@ -1,5 +1,5 @@
 """The principle writer: a language model turns a task description into N principles, each with
-an antithesis (SAMI.md §2.1).
+an antithesis (the paper's method).
 
 The writer is asked for one principle per sample in a fixed three-line format. Samples are
 drawn in batches, parsed, validated and de-duplicated until N principles are collected; a

@@ -1,7 +1,7 @@
 """The paper's figures as PNG files (matplotlib, Agg backend: no display needed).
 
 * :func:`plot_mi_bound`: the InfoNCE lower bound on I(y; c | x) per iteration, averaged and per
-  direction, with its ceiling log C (SAMI.md §2.5; the paper's Figs. 2-3, left).
+  direction, with its ceiling log C (the paper's Figs. 2-3, left).
 * :func:`plot_response_length`: mean response length per iteration.
 * :func:`plot_win_rates`: win rate per iteration against each baseline (base, instruct ...), one
   panel per estimate (raw, balanced length-corrected, logistic length-controlled), 95% CIs as

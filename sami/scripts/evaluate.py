@@ -1,4 +1,4 @@
-"""`sami evaluate`: does a model follow its constitution better than a baseline? (SAMI.md §2.7)
+"""`sami evaluate`: does a model follow its constitution better than a baseline? (the paper's evaluation protocol)
 
 Three ways to say what to compare, one judging path::
 
@@ -82,7 +82,7 @@ def make_parser() -> argparse.ArgumentParser:
     gen.add_argument("--limit", type=int, default=None, help="at most this many queries (seeded sample)")
     gen.add_argument("--principles", help="principle file or built-in name (default: RUN_DIR/principles.yaml)")
     gen.add_argument("--scheme", choices=["fixed_pair", "negations", "diverse"],
-                     help="constitution scheme (SAMI.md §2.2); default fixed_pair, or the run's")
+                     help="constitution scheme (the paper's method); default fixed_pair, or the run's")
     gen.add_argument("--principle-split", default="train", choices=["train", "eval"],
                      help="principles to build constitutions from: training or held-out ones")
     gen.add_argument("--num-constitutions", type=int, help="constitutions sampled per query; default 2, or the run's")

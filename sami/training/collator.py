@@ -7,7 +7,7 @@ For each record of a micro-batch the collator
    prompt in every process and after a resume, a new order each epoch);
 2. renders the prompt with the record's own template (the one generation used);
 3. tokenises the prompt and the response as separate segments (:func:`encode_segments`), so a
-   BPE merge across the boundary can never move the response mask (SAMI.md §4); truncates the
+   BPE merge across the boundary can never move the response mask (a pitfall of the authors' released code); truncates the
    response to ``max_response_length`` and appends EOS iff ``score_eos`` (and the response ended
    there);
 4. builds a :class:`ContrastiveExample` and calls :func:`collate_contrastive`, then checks that

@@ -70,6 +70,10 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
+        # the request stops counting as in flight before its answer leaves: once the client has the answer it may
+        # send the next request, possibly before this thread runs again
+        with self.server.lock:
+            self.server.in_flight -= 1
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -113,9 +117,10 @@ class _Handler(BaseHTTPRequestHandler):
             content = "Both are lovely." if mode == "garbage" else fake_answer(prompt)
             answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
             self._send(200, json.dumps(answer).encode())
-        finally:
+        except Exception:
             with server.lock:
-                server.in_flight -= 1
+                server.in_flight -= 1  # no answer was sent
+            raise
 
 
 @pytest.fixture
