@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
-
-logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "hf", "vllm")
 

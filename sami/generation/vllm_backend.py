@@ -16,15 +16,12 @@ Only vLLM's public API is used (``LLM``, ``SamplingParams``, ``TokensPrompt``, `
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 
 from accelerate import PartialState
 
 from sami.generation.engine import Completion, SamplingConfig, eos_token_ids, finish_completion
-
-logger = logging.getLogger(__name__)
 
 INSTALL = (
     "the vllm generation backend needs vLLM: on GPUs `pip install vllm` (its own torch and transformers pins), on "
