@@ -15,8 +15,10 @@ import tempfile
 
 from transformers import TrainerCallback
 
-from sami.generation import kept_records, read_records
+from sami.generation import kept_records
+from sami.jsonl import read_jsonl
 from sami.models import load_model
+from sami.objective import AGGREGATIONS
 from sami.training import SAMIConfig, SAMITrainer
 from sami.training.trainer import evaluate_sami
 
@@ -31,11 +33,11 @@ def main() -> None:
     parser.add_argument("--learning-rates", nargs="+", type=float, default=[1e-5, 3e-5, 1e-4])
     parser.add_argument("--steps", nargs="+", type=int, default=[2, 6])
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--aggregation", default="mean")
+    parser.add_argument("--aggregation", default="mean", choices=AGGREGATIONS)
     args = parser.parse_args()
 
     train = kept_records(args.train)
-    held_out = [r for r in read_records(args.eval) if all(x.strip() for x in r["responses"])]
+    held_out = [r for r in read_jsonl(args.eval, what="generations file") if all(x.strip() for x in r["responses"])]
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         base = evaluate_sami(args.model, held_out, SAMIConfig(output_dir=scratch, aggregation=args.aggregation))

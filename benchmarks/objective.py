@@ -1,7 +1,7 @@
 """Benchmark one SAMI training step (forward + backward of the loss): plain vs shared-prefix layout.
 
 Each (layout, C) runs in a fresh subprocess, so peak memory is that configuration's own. A step is
-``sami_loss(contrastive_logprobs(model, batch)).loss.backward()`` (no optimiser step). Every query has
+``sami_loss(contrastive_logprobs(model, batch)).loss.mean().backward()`` (no optimiser step). Every query has
 C constitution prefixes of exactly --prefix-len tokens and C responses of exactly --response-len tokens,
 random ids; models have random weights from their configs (speed does not depend on the weights),
 except ``smollm2``, the embedded GGUF model.
@@ -149,9 +149,9 @@ def naive_logprobs(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def model_flops(model, batch, lora: bool, naive: bool = False) -> float:
     """Model FLOPs of one forward+backward over this batch (see the module docstring)."""
-    from sami.objective.logprobs import _unwrap
+    from sami.models.capabilities import unwrap
 
-    base = _unwrap(model)
+    base = unwrap(model)
     params = dict(base.named_parameters())  # a tied head appears once
     head, embed = base.get_output_embeddings().weight, base.get_input_embeddings().weight
     n_lora = sum(p.numel() for n, p in params.items() if "lora_" in n)
@@ -188,21 +188,20 @@ def saved_for_backward(model, step) -> int:
 
 
 def run_one(args, layout: str, C: int) -> dict:
+    from sami.models.capabilities import vocab_size
     from sami.objective import contrastive_logprobs, resolve_layout, sami_loss
-    from sami.objective.logprobs import _unwrap
 
     torch.manual_seed(0)
     model = build_model(args)
     if layout == "shared" and resolve_layout(model, "auto") != "shared":
         return {"layout": layout, "C": C, "error": "shared layout not supported by this model"}
-    vocab = _unwrap(model).get_output_embeddings().weight.shape[0]
-    batch = make_batch(args, C, "plain" if layout == "naive" else layout, vocab)
+    batch = make_batch(args, C, "plain" if layout == "naive" else layout, vocab_size(model))
     cuda = args.device.startswith("cuda")
     logprobs = naive_logprobs if layout == "naive" else contrastive_logprobs
 
     def step():
         logp = logprobs(model, batch)  # (B, C, C)
-        sami_loss(logp).loss.backward()
+        sami_loss(logp).loss.mean().backward()
         model.zero_grad(set_to_none=False)  # gradients stay allocated, as in training
 
     def sync():

@@ -6,6 +6,10 @@
     sami run          principles -> (generate -> train -> evaluate) x T, resumable
     sami evaluate     judge two models' responses; win rates with length control
     sami report       figures and a Markdown report of a run
+    sami env          versions, devices and the embedded models' status, for a bug report
+
+Every command takes --config FILE.yaml (or a shipped recipe name) and snake_case flags;
+`sami <command> --help` lists them.
 """
 
 from __future__ import annotations
@@ -21,7 +25,13 @@ COMMANDS = {
     "run": "sami.scripts.run",
     "evaluate": "sami.scripts.evaluate",
     "report": "sami.scripts.report",
+    "env": "sami.scripts.env",
 }
+
+
+def setup_logging() -> None:
+    """sami's one logging set-up: INFO lines with a time stamp on stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,11 +42,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nunknown command {argv[0]!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
             return 2
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    module = importlib.import_module(COMMANDS[argv[0]])
+    from sami.errors import SamiError
+
+    setup_logging()
     try:
+        module = importlib.import_module(COMMANDS[argv[0]])
         return module.main(argv[1:])
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    except SamiError as error:
         print(f"sami {argv[0]}: error: {error}", file=sys.stderr)
         return 2
 

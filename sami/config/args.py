@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sami.generation.filters import FilterConfig
+from sami.errors import ConfigError
 from sami.generation.engine import BACKENDS, Generator, SamplingConfig, build_generator
+from sami.generation.filters import FilterConfig
 from sami.models.embedded import DEFAULT_MODEL
 from sami.principles.writer import ASPECTS
 
@@ -20,28 +21,69 @@ class ModelArgs:
         default=DEFAULT_MODEL,
         metadata={"help": "Target model: embedded name (smollm2-135m, gemma3-270m), checkpoint folder, .gguf or hub id."},
     )
-    device: str = field(default="auto", metadata={"help": "Device for generation: auto, cpu, cuda, cuda:1 ..."})
-    generation_dtype: str = field(
-        default="bfloat16", metadata={"help": "Weights dtype while generating (bfloat16 is fastest on GPU and on CPU)."}
-    )
 
 
 @dataclass
-class PrincipleArgs:
+class PrincipleFileArgs:
     principles: str | None = field(
         default=None,
         metadata={"help": "Principle file (YAML/JSON) or built-in name (hh, tldr, tldr_diverse, verifiable); "
                   "leave empty to have --writer write them from --task_description."},
     )
+
+
+@dataclass
+class PrincipleArgs(PrincipleFileArgs):
+    """A principle file, or the principle writer that makes one: a local model, or a model behind an
+    OpenAI-compatible endpoint (``--writer api --writer_model NAME``)."""
+
     task_description: str | None = field(default=None, metadata={"help": "What the principles are for (the writer's input)."})
     num_principles: int = field(default=2, metadata={"help": "How many principles the writer writes."})
-    writer: str = field(default=DEFAULT_MODEL, metadata={"help": "Principle-writer model spec (paper: claude-opus, mistral-7b-instruct)."})
+    writer: str = field(
+        default=DEFAULT_MODEL,
+        metadata={"help": "Principle writer: a local model spec, or 'api' for --writer_model on an OpenAI-compatible "
+                  "endpoint (paper: claude-opus, mistral-7b-instruct)."},
+    )
     writer_temperature: float = field(default=0.8, metadata={"help": "Writer sampling temperature (retries need > 0)."})
     writer_max_rounds: int = field(default=10, metadata={"help": "Batches of 8 samples before the writer gives up."})
     writer_aspects: list[str] = field(
         default_factory=lambda: list(ASPECTS),
         metadata={"help": "Aspects of a response the writer is steered to, one per principle, in turn."},
     )
+    writer_model: str | None = field(
+        default=None, metadata={"help": "--writer api: the endpoint's model name (claude-opus-4-1, gpt-4o); required."}
+    )
+    writer_base_url: str = field(
+        default="https://api.openai.com/v1", metadata={"help": "--writer api: the OpenAI-compatible endpoint."}
+    )
+    writer_api_key_env: str = field(
+        default="OPENAI_API_KEY",
+        metadata={"help": "--writer api: environment variable holding the API key ('' for none); the key is never "
+                  "written."},
+    )
+    writer_api_version: str | None = field(
+        default=None, metadata={"help": "--writer api, Azure OpenAI: the api-version the endpoint needs."}
+    )
+    writer_max_tokens: int = field(default=256, metadata={"help": "--writer api: completion budget per answer."})
+    writer_timeout: float = field(default=60.0, metadata={"help": "--writer api: seconds per request."})
+    writer_retries: int = field(default=4, metadata={"help": "--writer api: retries on 429, 5xx and timeouts."})
+    writer_send_seed: bool = field(
+        default=True,
+        metadata={"help": "--writer api: send each sample's seed as the request's 'seed' field (false for endpoints "
+                  "that reject it, such as Mistral's API)."},
+    )
+    writer_cache: str | None = field(
+        default=None, metadata={"help": "--writer api: answer cache folder (default: none; reruns with it are free)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.writer == "api" and not self.writer_model:
+            raise ConfigError("--writer api needs --writer_model: the model name the endpoint serves (e.g. gpt-4o)")
+        if self.writer != "api" and self.writer_model:
+            raise ConfigError(
+                f"--writer_model {self.writer_model} is for --writer api; a local writer is named by --writer itself "
+                f"(now {self.writer!r}): pass --writer api, or drop --writer_model"
+            )
 
 
 @dataclass
@@ -80,6 +122,10 @@ class GenerationArgs:
     chain_of_thought: bool = field(default=False, metadata={"help": "Reason first, answer after 'Final response:'."})
     drop_truncated: str = field(default="positive", metadata={"help": "positive (paper), any or none."})
     drop_identical: bool = field(default=True, metadata={"help": "Drop queries whose responses are not all distinct."})
+    device: str = field(default="auto", metadata={"help": "Device for generation: auto, cpu, cuda, cuda:1 ..."})
+    generation_dtype: str = field(
+        default="bfloat16", metadata={"help": "Weights dtype while generating (bfloat16 is fastest on GPU and on CPU)."}
+    )
     generation_backend: str = field(
         default="auto",
         metadata={"help": f"Generation engine: {', '.join(BACKENDS)} (auto: vllm where it is installed, else hf)."},
@@ -113,13 +159,13 @@ class GenerationArgs:
     def filters(self) -> FilterConfig:
         return FilterConfig(drop_identical=self.drop_identical, drop_truncated=self.drop_truncated)
 
-    def generator(self, spec: str, model_args: ModelArgs, seed: int) -> Generator:
+    def generator(self, spec: str, seed: int) -> Generator:
         """A generator of the chosen backend with ``spec`` loaded."""
         return build_generator(
             spec,
             self.generation_backend,
-            dtype=model_args.generation_dtype,
-            device=model_args.device,
+            dtype=self.generation_dtype,
+            device=self.device,
             seed=seed,
             vllm_tensor_parallel_size=self.vllm_tensor_parallel_size,
             vllm_gpu_memory_utilization=self.vllm_gpu_memory_utilization,
@@ -127,3 +173,28 @@ class GenerationArgs:
             vllm_enforce_eager=self.vllm_enforce_eager,
             vllm_max_model_len=self.vllm_max_model_len,
         )
+
+
+@dataclass
+class IterationArgs:
+    """The SAMI loop of ``sami run``; its run folder is the trainer's ``--output_dir``."""
+
+    iterations: int = field(default=3, metadata={"help": "T, SAMI iterations (paper: 3)."})
+    initial_steps: int = field(default=2, metadata={"help": "Optimiser steps at t = 1 (paper: 2 steps of 128 queries)."})
+    steps_growth: int = field(default=2, metadata={"help": "Extra steps per iteration (paper: 2, giving 2, 4, 6)."})
+    continue_from_previous: bool = field(
+        default=False, metadata={"help": "Train iteration t from t-1's weights instead of the base (paper: base)."}
+    )
+    judge_iterations: bool = field(
+        default=False,
+        metadata={"help": "After each iteration, judge its held-out responses against the base model's with the "
+                  "--judge settings, as `sami evaluate --run_dir` does (docs/evaluation.md)."},
+    )
+    resume: bool = field(default=False, metadata={"help": "Continue an interrupted run in --output_dir."})
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.initial_steps < 1 or self.steps_growth < 0:
+            raise ConfigError("need iterations >= 1, initial_steps >= 1 and steps_growth >= 0")
+
+    def steps(self, t: int) -> int:
+        return self.initial_steps + self.steps_growth * (t - 1)

@@ -8,17 +8,16 @@ the nearest valid names, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser
 
+from sami.errors import ConfigError
+
 RECIPES_DIR = Path(__file__).parent / "recipes"
-
-
-class ConfigError(ValueError):
-    """A config file or flag is unknown or inconsistent."""
 
 
 def resolve_config_path(config: str) -> Path:
@@ -33,12 +32,26 @@ def resolve_config_path(config: str) -> Path:
     raise ConfigError(f"config {config!r} not found; give a YAML path or a shipped recipe name ({names})")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the line breaks of a command's description (its usage examples)."""
+
+
 class SamiParser(HfArgumentParser):
     """``HfArgumentParser`` plus ``--config FILE.yaml``; flags given on the command line win."""
 
     def __init__(self, dataclass_types, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(dataclass_types, **kwargs)
+        self._drop_kebab_aliases()
         self.add_argument("--config", default=None, help="YAML file (or shipped recipe name) with flat keys; flags override it")
+
+    def _drop_kebab_aliases(self) -> None:
+        """``HfArgumentParser`` adds ``--max-steps`` beside ``--max_steps``; sami has one spelling per flag."""
+        for action in self._actions:
+            kebab = [s for s in action.option_strings if s.startswith("--") and "-" in s[2:]]
+            for option in kebab:
+                action.option_strings.remove(option)
+                del self._option_string_actions[option]
 
     def parse_args_and_config(self, args: list[str] | None = None) -> tuple:
         """Parse ``args`` into the dataclasses, with defaults taken from ``--config`` when given."""

@@ -11,8 +11,9 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
+from sami.errors import ConfigError
 from sami.principles.io import Principle, PrincipleSet
 
 
@@ -67,31 +68,32 @@ def query_rng(seed: int, query_id: str) -> random.Random:
 
 def _check_count(num_constitutions: int, available: int, scheme: str) -> None:
     if num_constitutions < 2:
-        raise ValueError(
+        raise ConfigError(
             f"num_constitutions={num_constitutions}: SAMI contrasts at least 2 constitutions per query; set it to >= 2"
         )
     if num_constitutions > available:
-        raise ValueError(
+        raise ConfigError(
             f"num_constitutions={num_constitutions} but the {scheme!r} scheme can form only {available} distinct "
             "constitutions from these principles; lower num_constitutions or add principles"
         )
 
 
 @dataclass
-class PositiveVsNegatedSampler:
-    """Constitution 0 affirms every principle; the others negate a random non-empty subset each.
+class FixedPairSampler:
+    """Scheme ``fixed_pair``: constitution 0 affirms every principle, the others negate a random
+    non-empty subset each; the principles keep the file's order.
 
-    ``shuffle_order=False`` is the paper's dialogue scheme (HH-RLHF: {helpful, harmless}, one or
-    both negated); ``shuffle_order=True`` is its two-principle summarisation scheme (TL;DR:
-    {concise, comprehensive}, both orders x negate the first, the second or both).
+    The paper's dialogue scheme (HH-RLHF: {helpful, harmless}, one or both negated).
     """
 
     principles: tuple[Principle, ...]
     num_constitutions: int = 2
-    shuffle_order: bool = False
+
+    scheme: ClassVar[str] = "fixed_pair"
+    shuffle_order: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        _check_count(self.num_constitutions, 2 ** len(self.principles), "positive-vs-negated")
+        _check_count(self.num_constitutions, 2 ** len(self.principles), self.scheme)
 
     def sample(self, rng: random.Random) -> list[Constitution]:
         order = list(self.principles)
@@ -104,8 +106,21 @@ class PositiveVsNegatedSampler:
 
 
 @dataclass
+class NegationsSampler(FixedPairSampler):
+    """Scheme ``negations``: :class:`FixedPairSampler` with the principle order shuffled per query.
+
+    The paper's two-principle summarisation scheme (TL;DR: {concise, comprehensive}, both orders x
+    negate the first, the second or both).
+    """
+
+    scheme: ClassVar[str] = "negations"
+    shuffle_order: ClassVar[bool] = True
+
+
+@dataclass
 class DiverseSampler:
-    """k principles drawn from a larger pool; c_1 flips each at random, c_2 takes the opposite flips.
+    """Scheme ``diverse``: k principles drawn from a larger pool; c_1 flips each at random, c_2 takes
+    the opposite flips.
 
     The paper's diverse-principles scheme (llama3-70b): 2 of 15 training principles per query,
     c_2 the mirror image of c_1, order shuffled. With C > 2 the further constitutions are other
@@ -116,13 +131,15 @@ class DiverseSampler:
     num_constitutions: int = 2
     principles_per_constitution: int = 2
 
+    scheme: ClassVar[str] = "diverse"
+
     def __post_init__(self) -> None:
         k = self.principles_per_constitution
         if not 1 <= k <= len(self.principles):
-            raise ValueError(
+            raise ConfigError(
                 f"principles_per_constitution={k} must be between 1 and the {len(self.principles)} principles given"
             )
-        _check_count(self.num_constitutions, 2**k, "diverse")
+        _check_count(self.num_constitutions, 2**k, self.scheme)
 
     def sample(self, rng: random.Random) -> list[Constitution]:
         chosen = rng.sample(list(self.principles), self.principles_per_constitution)
@@ -138,7 +155,7 @@ class DiverseSampler:
         return constitutions
 
 
-SCHEMES = ("fixed_pair", "negations", "diverse")
+SCHEMES = (FixedPairSampler.scheme, NegationsSampler.scheme, DiverseSampler.scheme)
 
 
 def build_sampler(
@@ -148,17 +165,17 @@ def build_sampler(
     split: str = "train",
     principles_per_constitution: int = 2,
 ) -> ConstitutionSampler:
-    """Build a sampler by scheme name over the principles of one split (``train`` or held-out ``eval``)."""
+    """The sampler of a scheme (``fixed_pair``, ``negations``, ``diverse``) over the principles of one
+    split (``train``, or held-out ``eval``)."""
     principles = principle_set.by_split(split)
     if not principles:
-        raise ValueError(
+        raise ConfigError(
             f"the principle set has no principles with split={split!r}; "
             f"mark some with 'split: {split}' or use split='train'"
         )
-    if scheme == "fixed_pair":
-        return PositiveVsNegatedSampler(principles, num_constitutions, shuffle_order=False)
-    if scheme == "negations":
-        return PositiveVsNegatedSampler(principles, num_constitutions, shuffle_order=True)
-    if scheme == "diverse":
+    if scheme == DiverseSampler.scheme:
         return DiverseSampler(principles, num_constitutions, principles_per_constitution)
-    raise ValueError(f"unknown constitution scheme {scheme!r}; choose one of {SCHEMES}")
+    for sampler in (FixedPairSampler, NegationsSampler):
+        if scheme == sampler.scheme:
+            return sampler(principles, num_constitutions)
+    raise ConfigError(f"unknown constitution scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")

@@ -15,10 +15,7 @@ from sami.evaluation.judges import (
     JudgeResult,
     JudgeUnreachableError,
     TooManyUnparsedError,
-    Verdict,
     count_words,
-    read_verdicts,
-    write_verdicts,
 )
 from sami.evaluation.pairwise import (
     Comparison,
@@ -27,7 +24,6 @@ from sami.evaluation.pairwise import (
     compare,
     comparisons_from_records,
     map_with_progress,
-    response_records,
 )
 from sami.evaluation.templates import (
     DIALOGUE_JUDGE_TEMPLATE,
@@ -53,7 +49,7 @@ from sami.evaluation.winrates import (
     summarize,
     win_rates,
 )
-
+from sami.records import Verdict, read_verdicts, write_verdicts
 
 
 def __getattr__(name: str):
@@ -99,7 +95,6 @@ __all__ = [
     "raw_win_rate",
     "read_verdicts",
     "render_judge_prompt",
-    "response_records",
     "summarize",
     "win_rates",
     "write_verdicts",

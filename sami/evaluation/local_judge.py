@@ -23,7 +23,7 @@ import threading
 import torch
 
 from sami.evaluation.judges import JudgeError, JudgeResult
-from sami.evaluation.templates import LOCAL_ANSWER_PREFIX, render_judge_prompt, resolve_template
+from sami.evaluation.templates import LOCAL_ANSWER_PREFIX, judge_template, render_judge_prompt
 
 
 class LocalJudge:
@@ -63,7 +63,7 @@ class LocalJudge:
             raise JudgeError(f"margin={margin} must be in [0, 1)")
         self.model = model
         self.tokenizer = tokenizer
-        self.template = resolve_template(template, local=True)
+        self.template = judge_template(template, local=True)
         self.margin = margin
         self.both_orders = both_orders
         self.min_letter_prob = min_letter_prob

@@ -24,15 +24,9 @@ from typing import Callable, Iterable, Sequence, TypeVar
 
 from tqdm.auto import tqdm
 
-from sami.evaluation.judges import (
-    OUTCOME_SCORES,
-    Judge,
-    TooManyUnparsedError,
-    Verdict,
-    count_words,
-    outcome_of,
-    write_verdicts,
-)
+from sami.errors import SamiError
+from sami.evaluation.judges import OUTCOME_SCORES, Judge, TooManyUnparsedError, count_words, outcome_of
+from sami.records import ResponseRecord, Verdict, write_verdicts
 
 logger = logging.getLogger(__name__)
 
@@ -234,60 +228,26 @@ def check_unparsed(verdicts: Sequence[Verdict], max_fraction: float | None = DEF
         raise TooManyUnparsedError(
             message + f". That is above the allowed {max_fraction:.0%}: the judge does not answer in the "
             "expected format (or its endpoint keeps failing). Check the judge model and template, or pass "
-            "--allow-unparsed / a higher --max-unparsed-fraction to accept it."
+            "--allow_unparsed / a higher --max_unparsed_fraction to accept it."
         )
     logger.info(message)
     if fraction > WARN_UNPARSED_FRACTION:
         warnings.warn(message, stacklevel=2)
 
 
-# ---------------------------------------------------------------------------- response files
-class MismatchedResponsesError(ValueError):
+# ---------------------------------------------------------------------------- matching the two sides
+class MismatchedResponsesError(SamiError, ValueError):
     """The two sides of a comparison do not cover the same (query, constitution) pairs."""
 
 
-def response_records(records: Iterable[dict], source: str = "responses") -> list[dict]:
-    """Normalise response records to one flat record per (query, constitution).
-
-    Accepts flat records ``{query_id, query, constitution, response[, principles, affirmed, split,
-    response_tokens]}`` and the per-query records of ``sami generate`` (``constitutions`` and
-    ``responses`` lists, one entry per constitution). ``None`` responses (a chain-of-thought
-    answer without its marker) become ``""`` and are counted by the caller, never dropped.
-    """
-    flat = []
-    for number, record in enumerate(records, start=1):
-        if "constitutions" in record and "responses" in record:
-            tokens = record.get("response_tokens") or [None] * len(record["responses"])
-            for constitution, response, count in zip(record["constitutions"], record["responses"], tokens):
-                stances = constitution.get("stances", [])
-                flat.append({
-                    "query_id": str(record["query_id"]),
-                    "query": record["query"],
-                    "constitution": constitution.get("text") or "",
-                    "response": response or "",
-                    "principles": [s["name"] for s in stances],
-                    "affirmed": [bool(s["affirmed"]) for s in stances],
-                    "split": record.get("split"),
-                    "response_tokens": count,
-                })
-            continue
-        missing = [k for k in ("query_id", "query", "constitution", "response") if k not in record]
-        if missing:
-            raise ValueError(
-                f"{source}: record {number} lacks {missing}; a response file holds JSONL records of "
-                "{query_id, query, constitution, response} (or the records `sami generate` writes)"
-            )
-        flat.append({**record, "query_id": str(record["query_id"]), "response": record["response"] or ""})
-    return flat
-
-
-def pair_key(record: dict) -> tuple[str, str]:
-    return (str(record["query_id"]), " ".join(str(record["constitution"]).split()))
+def pair_key(record: ResponseRecord) -> tuple[str, str]:
+    """(query id, constitution with its whitespace normalised): what matches two sides' responses."""
+    return (record.query_id, " ".join(record.constitution.split()))
 
 
 def comparisons_from_records(
-    candidate: Sequence[dict],
-    baseline: Sequence[dict],
+    candidate: Sequence[ResponseRecord],
+    baseline: Sequence[ResponseRecord],
     *,
     intersect: bool = False,
     splits: dict[str, str] | None = None,
@@ -295,7 +255,7 @@ def comparisons_from_records(
     """Match candidate and baseline responses by (query_id, constitution) into comparisons.
 
     Args:
-        candidate, baseline: flat response records (see :func:`response_records`).
+        candidate, baseline: the responses of each side (:func:`sami.records.read_responses`).
         intersect: compare only the pairs both sides have (and report how many were left out)
             instead of raising on a mismatch.
         splits: principle name -> ``"train"``/``"eval"``; sets each comparison's ``split``
@@ -310,7 +270,7 @@ def comparisons_from_records(
     """
     sides = {}
     for name, records in (("candidate", candidate), ("baseline", baseline)):
-        table: dict[tuple[str, str], dict] = {}
+        table: dict[tuple[str, str], ResponseRecord] = {}
         for record in records:
             key = pair_key(record)
             if key in table:
@@ -345,8 +305,8 @@ def comparisons_from_records(
     seen_queries: dict[str, int] = {}
     for key in shared:
         c, b = cand[key], base[key]
-        principles = list(c.get("principles") or b.get("principles") or [])
-        split = c.get("split") or b.get("split")
+        principles = list(c.principles or b.principles)
+        split = c.split or b.split
         if splits and principles:
             found = {splits.get(p) for p in principles} - {None}
             split = found.pop() if len(found) == 1 else ("mixed" if found else split)
@@ -354,17 +314,17 @@ def comparisons_from_records(
         seen_queries[key[0]] = same_query + 1
         comparisons.append(Comparison(
             query_id=key[0],
-            query=c["query"],
-            constitution=c["constitution"],
-            candidate_response=c["response"],
-            baseline_response=b["response"],
+            query=c.query,
+            constitution=c.constitution,
+            candidate_response=c.response,
+            baseline_response=b.response,
             principles=principles,
-            affirmed=list(c.get("affirmed") or b.get("affirmed") or []),
+            affirmed=list(c.affirmed or b.affirmed),
             split=split,
-            candidate_tokens=c.get("response_tokens"),
-            baseline_tokens=b.get("response_tokens"),
+            candidate_tokens=c.response_tokens,
+            baseline_tokens=b.response_tokens,
             pair_id=key[0] if same_query == 0 else f"{key[0]}#{same_query}",
         ))
-    report["empty_candidate_responses"] = sum(not cand[k]["response"].strip() for k in shared)
-    report["empty_baseline_responses"] = sum(not base[k]["response"].strip() for k in shared)
+    report["empty_candidate_responses"] = sum(not cand[k].response.strip() for k in shared)
+    report["empty_baseline_responses"] = sum(not base[k].response.strip() for k in shared)
     return comparisons, report

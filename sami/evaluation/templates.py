@@ -6,15 +6,17 @@ last line ``Final answer: A`` / ``B`` / ``tie``, parsed by :func:`parse_verdict`
 templates ask for a single letter, which :class:`~sami.evaluation.local_judge.LocalJudge`
 reads off the next-token probabilities after :data:`LOCAL_ANSWER_PREFIX`.
 
-Task names follow :mod:`sami.generation.prompts`: ``"dialogue"`` and ``"summarisation"``.
+Templates are keyed by the task names of :data:`sami.generation.prompts.INSTRUCTIONS`
+(``"dialogue"``, ``"summarisation"``).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
 
-JudgeVerdict = Literal["A", "B", "tie", "unparsed"]
+from sami.errors import ConfigError
+from sami.generation.prompts import INSTRUCTIONS
+from sami.records import JudgeVerdict
 
 DIALOGUE_JUDGE_TEMPLATE = """\
 You are comparing two responses of an AI assistant to the same request from a human. The \
@@ -104,21 +106,22 @@ LOCAL_JUDGE_TEMPLATES: dict[str, str] = {
     "dialogue": LOCAL_DIALOGUE_JUDGE_TEMPLATE,
     "summarisation": LOCAL_SUMMARISATION_JUDGE_TEMPLATE,
 }
-_ALIASES = {"summarization": "summarisation", "summary": "summarisation", "tldr": "summarisation", "hh": "dialogue"}
+TASK_ALIASES = {"summarization": "summarisation"}
+"""Other spellings of a task name that users type."""
 _FIELDS = ("{constitution}", "{query}", "{response_a}", "{response_b}")
 
 
-def resolve_template(template: str, local: bool = False) -> str:
-    """A task name (``"dialogue"``, ``"summarisation"``) -> its template; any other string that
+def judge_template(template: str, local: bool = False) -> str:
+    """A task name (``"dialogue"``, ``"summarisation"``) -> its judge template; any other string that
     contains the four fields is taken as a custom template."""
     table = LOCAL_JUDGE_TEMPLATES if local else JUDGE_TEMPLATES
-    name = _ALIASES.get(template, template)
-    if name in table:
+    name = TASK_ALIASES.get(template, template)
+    if name in INSTRUCTIONS:
         return table[name]
     missing = [f for f in _FIELDS if f not in template]
     if missing:
-        raise ValueError(
-            f"judge template {template[:60]!r} is neither a task name ({', '.join(table)}) nor a template "
+        raise ConfigError(
+            f"judge template {template[:60]!r} is neither a task name ({', '.join(INSTRUCTIONS)}) nor a template "
             f"with the fields {', '.join(_FIELDS)} (missing {', '.join(missing)})"
         )
     return template

@@ -1,4 +1,4 @@
-"""Verifiable principles: adherence a program can check, with no judge (issue: evaluation §3).
+"""Verifiable principles: adherence a program can check, with no judge (docs/evaluation.md).
 
 Each principle of ``sami/principles/builtin/verifiable.yaml`` is an ordinary
 :class:`~sami.principles.io.Principle` (definition + antithesis) whose *name* selects a checker:

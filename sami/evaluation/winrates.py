@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Literal, Sequence
 import numpy as np
 from scipy import stats
 
-from sami.evaluation.judges import Verdict
+from sami.records import Verdict
 
 CONFIDENCE = 0.95
 NULL = 0.5
@@ -330,7 +330,8 @@ def win_rates(verdicts: Sequence[Verdict], length: Literal["words", "tokens"] = 
 
 
 def principle_keys(verdict: Verdict) -> list[str]:
-    """The breakdown groups of a verdict: each stance of its constitution (``"concise"``, ``"concise (antithesis)"``)."""
+    """The breakdown groups of a verdict: each stance of its constitution (``"concise"``,
+    ``"concise (antithesis)"``)."""
     affirmed = verdict.affirmed or [True] * len(verdict.principles)
     return [name if yes else f"{name} (antithesis)" for name, yes in zip(verdict.principles, affirmed)]
 

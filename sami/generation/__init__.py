@@ -1,40 +1,26 @@
-from sami.generation.engine import (
-    BACKENDS,
-    Completion,
-    Generator,
-    SamplingConfig,
-    build_generator,
-    encode_prompts,
-    resolve_backend,
-)
-from sami.generation.filters import FilterConfig, FilterReport
-from sami.generation.generate import (
-    ContextTooLong,
-    generate_dataset,
-    generate_texts,
-    kept_records,
-    read_records,
-)
-from sami.generation.hf_backend import HFGenerator
-from sami.generation.prompts import PromptTemplate, encode_segments, resolve_template
+"""Generation: the ``Generator`` backends (hf, vllm), prompt templates, filters and resumable records.
 
-__all__ = [
-    "BACKENDS",
-    "Completion",
-    "ContextTooLong",
-    "FilterConfig",
-    "FilterReport",
-    "Generator",
-    "HFGenerator",
-    "PromptTemplate",
-    "SamplingConfig",
-    "build_generator",
-    "encode_prompts",
-    "encode_segments",
-    "generate_dataset",
-    "generate_texts",
-    "kept_records",
-    "read_records",
-    "resolve_backend",
-    "resolve_template",
-]
+Names are imported on first use, so the light parts (prompts, filters) load without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "sami.generation.engine": ("BACKENDS", "Completion", "Generator", "SamplingConfig", "build_generator",
+                               "encode_prompts", "resolve_backend"),
+    "sami.generation.filters": ("EVAL_FILTERS", "FilterConfig", "FilterReport"),
+    "sami.generation.generate": ("ContextTooLong", "OtherSettingsError", "generate_dataset", "generate_texts",
+                                 "kept_records"),
+    "sami.generation.hf_backend": ("HFGenerator",),
+    "sami.generation.prompts": ("PromptTemplate", "encode_segments", "resolve_template"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(_MODULE_OF[name]), name)
+    raise AttributeError(f"module 'sami.generation' has no attribute {name!r}")

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from sami.errors import ConfigError
+
 BACKENDS = ("auto", "hf", "vllm")
 
 
@@ -40,9 +42,9 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ValueError("max_new_tokens and batch_size must be >= 1")
+            raise ConfigError(f"max_new_tokens={self.max_new_tokens}, batch_size={self.batch_size}: set both to >= 1")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError(f"temperature must be >= 0 and top_p in (0, 1]; got {self.temperature}, {self.top_p}")
+            raise ConfigError(f"temperature must be >= 0 and top_p in (0, 1]; got {self.temperature}, {self.top_p}")
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def vllm_available() -> bool:
 def resolve_backend(backend: str) -> str:
     """``auto``: ``vllm`` where it is installed, ``hf`` otherwise."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown generation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise ConfigError(f"unknown generation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
         return "vllm" if vllm_available() else "hf"
     return backend

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from sami.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class FilterConfig:
@@ -30,7 +32,7 @@ class FilterConfig:
 
     def __post_init__(self) -> None:
         if self.drop_truncated not in ("positive", "any", "none"):
-            raise ValueError(f"drop_truncated={self.drop_truncated!r}: choose 'positive', 'any' or 'none'")
+            raise ConfigError(f"drop_truncated={self.drop_truncated!r}: choose 'positive', 'any' or 'none'")
 
 
 def drop_reason(record: dict, config: FilterConfig) -> str | None:
@@ -84,3 +86,8 @@ class FilterReport:
     def summary(self) -> str:
         parts = ", ".join(f"{reason}: {count}" for reason, count in sorted(self.dropped.items())) or "none"
         return f"kept {self.kept} of {self.total} queries (dropped: {parts})"
+
+
+EVAL_FILTERS = FilterConfig(placeholders=(), drop_identical=False, drop_truncated="none")
+"""Held-out responses are generated greedily (the paper's evaluation), so they differ only through the
+constitution, and are scored and judged as generated: only empty responses (no log-probability) are dropped."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -21,15 +20,22 @@ from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from sami.constitutions import ConstitutionSampler, query_rng, render_constitution
+from sami.errors import SamiError
 from sami.generation.engine import Completion, Generator, SamplingConfig, encode_prompts, prompt_seed
 from sami.generation.filters import FilterConfig, FilterReport, drop_reason
 from sami.generation.prompts import PromptTemplate, split_reasoning
+from sami.jsonl import JsonlAppender, read_jsonl, write_json, write_jsonl
+from sami.records import GenerationRecord
 
 logger = logging.getLogger(__name__)
 
 
-class ContextTooLong(ValueError):
+class ContextTooLong(SamiError, ValueError):
     """A prompt plus its response budget does not fit the model's context."""
+
+
+class OtherSettingsError(SamiError, ValueError):
+    """An output file holds records generated with other settings."""
 
 
 def check_context(limit: int | None, prompt_lengths: dict[str, int], max_new_tokens: int) -> None:
@@ -54,44 +60,6 @@ def generate_texts(
 
 
 # --- datasets of records -------------------------------------------------------------------
-
-
-def read_records(path: str | Path) -> list[dict]:
-    """Read a generations JSONL file, dropping a torn last line left by a killed run."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    records, lines = [], path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines):
-                logger.warning("%s: ignoring a torn last line (a run was interrupted mid-write)", path)
-                continue
-            raise ValueError(f"{path}:{number} is not valid JSON; the file is corrupt, regenerate it") from None
-    return records
-
-
-def drop_torn_tail(path: Path) -> None:
-    """Cut a last line that a killed run left half-written, so appending starts on a fresh line."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    data = path.read_bytes()
-    if not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
-
-
-def write_records(records: Sequence[dict], path: str | Path) -> None:
-    """Write records atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    partial.replace(path)
 
 
 def config_hash(**parts) -> str:
@@ -142,7 +110,7 @@ def generate_dataset(
     provenance = {**(provenance or {}), **identity, "config_hash": digest, "seed": seed}
     shard_index, num_shards, writes = generator.shard
     shard_paths = [_shard_path(output, rank) for rank in range(num_shards)]
-    existing = [r for path in [output, *shard_paths] for r in read_records(path)]
+    existing = [r for path in [output, *shard_paths] for r in _read(path)]
     _refuse_other_settings(output, existing, provenance)
     done = {r["query_id"] for r in existing}
 
@@ -160,9 +128,7 @@ def generate_dataset(
     chunks = [items[i : i + queries_per_call] for i in range(0, len(items), queries_per_call)]
     mine = [c for k, c in enumerate(chunks) if k % num_shards == shard_index and any(q.id not in done for q, *_ in c)]
     target = output if num_shards == 1 else shard_paths[shard_index]
-    if writes:
-        drop_torn_tail(target)
-    with (target.open("a", encoding="utf-8") if writes else open(os.devnull, "w")) as handle, tqdm(
+    with JsonlAppender(target, enabled=writes) as out, tqdm(
         total=sum(q.id not in done for c in mine for q, *_ in c),
         desc=f"generating (shard {shard_index})" if num_shards > 1 else "generating",
         unit="query",
@@ -178,26 +144,29 @@ def generate_dataset(
                 own = completions[index * len(query_prompts) : (index + 1) * len(query_prompts)]
                 record = _record(query, constitutions, query_prompts, own, template, provenance)
                 record["dropped"] = drop_reason(record, filters)
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.write(record)
                 bar.update(1)
-            handle.flush()
-            if writes:
-                os.fsync(handle.fileno())
+            out.commit()
 
     state.wait_for_everyone()
     if state.is_main_process:
         order = {q.id: i for i, q in enumerate(queries)}
-        records = [r for path in [output, *shard_paths] for r in read_records(path)]
+        records = [r for path in [output, *shard_paths] for r in _read(path)]
         records.sort(key=lambda r: order.get(r["query_id"], len(order)))
-        write_records(records, output)
+        write_jsonl(records, output)
         for path in shard_paths:
             if path != output and path.exists():
                 path.unlink()
         report = FilterReport.from_records(records)
-        (output.parent / f"{output.stem}.filter_report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        write_json(report.to_dict(), output.parent / f"{output.stem}.filter_report.json")
         logger.info("%s: %s", output, report.summary())
     state.wait_for_everyone()
-    return FilterReport.from_records(read_records(output))
+    return FilterReport.from_records(_read(output))
+
+
+def _read(path: Path) -> list[dict]:
+    """The records of a generations file or shard; none while it does not exist yet."""
+    return read_jsonl(path, missing="empty", what="generations file")
 
 
 def _refuse_other_settings(output: Path, existing: list[dict], provenance: dict) -> None:
@@ -208,7 +177,7 @@ def _refuse_other_settings(output: Path, existing: list[dict], provenance: dict)
     differs = [f"{k} {stale[0].get(k)!r} -> {provenance[k]!r}" for k in ("model", "backend", "dtype", "seed")
                if stale[0].get(k) != provenance[k]]
     detail = "; ".join(differs) or "sampling, template, sampler or filters differ"
-    raise ValueError(
+    raise OtherSettingsError(
         f"{output} holds records generated with other settings ({detail}); "
         "write to a new output path, or delete the file to regenerate"
     )
@@ -224,21 +193,21 @@ def _record(query, constitutions, prompts, completions, template: PromptTemplate
         else:
             reasoning.append(None)
             responses.append(completion.text)
-    return {
-        "query_id": query.id,
-        "query": query.text,
-        "task": template.task,
-        "template": asdict(template),
-        "constitutions": [{**c.to_dict(), "text": render_constitution(c)} for c in constitutions],
-        "prompts": list(prompts),
-        "responses": responses,
-        "reasoning": reasoning,
-        "response_tokens": [c.num_tokens for c in completions],
-        "finish_reasons": [c.finish_reason for c in completions],
-        "provenance": provenance,
-    }
+    return GenerationRecord(
+        query_id=query.id,
+        query=query.text,
+        task=template.task,
+        template=asdict(template),
+        constitutions=[{**c.to_dict(), "text": render_constitution(c)} for c in constitutions],
+        prompts=list(prompts),
+        responses=responses,
+        reasoning=reasoning,
+        response_tokens=[c.num_tokens for c in completions],
+        finish_reasons=[c.finish_reason for c in completions],
+        provenance=provenance,
+    ).to_dict()
 
 
 def kept_records(path: str | Path) -> list[dict]:
-    """The records of a generations file that passed the filters (the training data)."""
-    return [r for r in read_records(path) if r.get("dropped") is None]
+    """The records of a generations file that passed the filters (the training data), as plain dicts."""
+    return [r for r in read_jsonl(path, what="generations file") if r.get("dropped") is None]

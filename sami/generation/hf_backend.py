@@ -24,6 +24,9 @@ class HFGenerator:
     backend = "hf"
 
     def __init__(self, spec: str | None, *, dtype: str | torch.dtype = "bfloat16", device: str = "auto"):
+        # join the launched processes before loading: PartialState() alone forms a process group only on
+        # accelerators, so on CPUs each launched process would take itself for the only one (and write every shard)
+        PartialState(cpu=device == "cpu" or not torch.accelerator.is_available())
         self.dtype, self.device = dtype, device
         self.spec: str | None = None
         self.model = None

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from sami.errors import ConfigError
+
 Task = Literal["dialogue", "summarisation"]
 ModelKind = Literal["base", "chat"]
 
@@ -47,9 +49,9 @@ class PromptTemplate:
 
     def __post_init__(self) -> None:
         if self.task not in INSTRUCTIONS:
-            raise ValueError(f"unknown task {self.task!r}; choose one of {sorted(INSTRUCTIONS)}")
+            raise ConfigError(f"unknown task {self.task!r}; choose one of {sorted(INSTRUCTIONS)}")
         if self.kind not in ("base", "chat"):
-            raise ValueError(f"unknown prompt kind {self.kind!r}; choose 'base' or 'chat'")
+            raise ConfigError(f"unknown prompt kind {self.kind!r}; choose 'base' or 'chat'")
 
     @property
     def response_separator(self) -> str:
@@ -86,7 +88,7 @@ def resolve_template(tokenizer, task: Task, kind: str = "auto", chain_of_thought
     if kind == "auto":
         kind = "chat" if has_chat_template else "base"
     if kind == "chat" and not has_chat_template:
-        raise ValueError("prompt kind 'chat' but the tokenizer has no chat template (a base model?); use 'base' or 'auto'")
+        raise ConfigError("prompt kind 'chat' but the tokenizer has no chat template (a base model?); use 'base' or 'auto'")
     return PromptTemplate(task=task, kind=kind, chain_of_thought=chain_of_thought)  # type: ignore[arg-type]
 
 

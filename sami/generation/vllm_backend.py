@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from accelerate import PartialState
 
+from sami.errors import ConfigError, SamiError
 from sami.generation.engine import Completion, SamplingConfig, eos_token_ids, finish_completion
 
 INSTALL = (
@@ -30,6 +31,10 @@ INSTALL = (
 )
 PROMPTS_PER_CALL = 512  # vLLM batches continuously; a call this large keeps it busy, and records land per call
 CPU_KV_CACHE_GIB = "2"  # vLLM's CPU build refuses to start without VLLM_CPU_KVCACHE_SPACE
+
+
+class VLLMMissing(SamiError, ImportError):
+    """The vllm backend was asked for where vLLM is not installed."""
 
 
 class VLLMGenerator:
@@ -52,7 +57,7 @@ class VLLMGenerator:
         try:
             from vllm import LLM
         except ImportError as error:
-            raise ImportError(INSTALL) from error
+            raise VLLMMissing(INSTALL) from error
         import torch
 
         from sami.models.loading import load_tokenizer, resolve_model_path
@@ -70,7 +75,7 @@ class VLLMGenerator:
         colocated = {}
         if state.num_processes > 1:  # launched: every process joins the engine of its tensor-parallel group
             if state.num_processes % tensor_parallel_size:
-                raise ValueError(
+                raise ConfigError(
                     f"--vllm_tensor_parallel_size {tensor_parallel_size} must divide the {state.num_processes} "
                     "launched processes (each group of that many processes serves one engine)"
                 )

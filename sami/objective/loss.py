@@ -15,23 +15,28 @@ from dataclasses import dataclass
 
 import torch
 
+from sami.errors import ConfigError
+
 
 @dataclass
 class SAMILossOutput:
-    """What ``sami_loss`` returns: all 0-dim tensors; ``loss`` carries the gradient, the rest are detached.
+    """What ``sami_loss`` returns: one value per query, all (B,) float32; ``loss`` carries the gradient.
+
+    The batch value of each field is its mean over queries (every query has C rows, C columns and C(C-1)
+    off-diagonal entries, so the mean of per-query means is the mean over the batch).
 
     Attributes:
         loss: ``row_weight * ce_rows + col_weight * ce_cols``, the value to minimise.
-        ce_rows: mean over (b, i) of ``-log softmax_j(logp[b, i, :] / T)[i]``.
-        ce_cols: mean over (b, j) of ``-log softmax_i(logp[b, :, j] / T)[j]``.
+        ce_rows: mean over i of ``-log softmax_j(logp[b, i, :] / T)[i]``.
+        ce_cols: mean over j of ``-log softmax_i(logp[b, :, j] / T)[j]``.
         mi_bound: ``(mi_bound_rows + mi_bound_cols) / 2``, the InfoNCE lower bound on I(y; c | x), in nats.
         mi_bound_rows: ``log C - ce_rows``.
         mi_bound_cols: ``log C - ce_cols``.
         accuracy_rows: fraction of rows whose diagonal entry is strictly the largest (ties count as misses).
         accuracy_cols: fraction of columns whose diagonal entry is strictly the largest.
         margin: ``logp_matched - logp_mismatched``.
-        logp_matched: mean of the diagonal of ``logp`` (a response under its own constitution).
-        logp_mismatched: mean of the off-diagonal entries of ``logp``.
+        logp_matched: mean of the diagonal of ``logp[b]`` (a response under its own constitution).
+        logp_mismatched: mean of the off-diagonal entries of ``logp[b]``.
     """
 
     loss: torch.Tensor
@@ -50,11 +55,11 @@ class SAMILossOutput:
 def sami_loss(
     logp: torch.Tensor, row_weight: float = 0.5, col_weight: float = 0.5, temperature: float = 1.0
 ) -> SAMILossOutput:
-    """The SAMI objective for a micro-batch of B queries with C constitutions each.
+    """The SAMI objective for a micro-batch of B queries with C constitutions each, one value per query.
 
-    Both cross-entropies are means over B and the C diagonal entries, so accumulating the
-    gradients of equal-sized micro-batches (each loss divided by the number of micro-batches)
-    gives the gradient of one large batch.
+    ``out.loss.mean()`` is the loss of the micro-batch. Per-query values make exact accumulation one line:
+    summing ``out.loss.sum() / N`` over micro-batches that hold N queries in all gives the gradient of the
+    mean over all N, whatever the micro-batch sizes.
 
     Args:
         logp (torch.Tensor): log-probabilities of shape (B, C, C), ``logp[b, i, j] = log p(y_j | c_i, x_b)``
@@ -64,28 +69,29 @@ def sami_loss(
         temperature (float): the logits of both softmaxes are ``logp / temperature``. Paper: 1.0.
 
     Returns:
-        SAMILossOutput: the loss (with grad) and detached statistics worth logging.
+        SAMILossOutput: the per-query loss (with grad) and detached per-query statistics worth logging.
 
     Raises:
         ValueError: if ``logp`` is not (B, C, C) with C >= 2, a weight is negative, both weights are 0,
             or the temperature is not positive.
     """
-    _check_arguments(logp, row_weight, col_weight, temperature)
+    _check_shape(logp)
+    check_loss_settings(row_weight, col_weight, temperature)
     C = logp.shape[1]  # logp: (B, C, C)
     logits = logp.float() / temperature  # (B, C, C)
-    ce_rows = -logits.log_softmax(dim=2).diagonal(dim1=1, dim2=2).mean()  # which response belongs to c_i
-    ce_cols = -logits.log_softmax(dim=1).diagonal(dim1=1, dim2=2).mean()  # which constitution wrote y_j
-    loss = row_weight * ce_rows + col_weight * ce_cols  # paper: (CE_rows + CE_cols) / 2
+    ce_rows = -logits.log_softmax(dim=2).diagonal(dim1=1, dim2=2).mean(1)  # (B,): which response belongs to c_i
+    ce_cols = -logits.log_softmax(dim=1).diagonal(dim1=1, dim2=2).mean(1)  # (B,): which constitution wrote y_j
+    loss = row_weight * ce_rows + col_weight * ce_cols  # (B,), paper: (CE_rows + CE_cols) / 2
 
     with torch.no_grad():
         log_c = math.log(C)  # InfoNCE: I(y; c | x) >= log C - CE
         eye = torch.eye(C, dtype=torch.bool, device=logp.device)  # (C, C)
         diag = logp.detach().float().diagonal(dim1=1, dim2=2)  # (B, C)
         off = logp.detach().float().masked_fill(eye, -math.inf)  # (B, C, C), diagonal hidden
-        accuracy_rows = (diag > off.amax(dim=2)).float().mean()  # (B, C) -> ()
-        accuracy_cols = (diag > off.amax(dim=1)).float().mean()  # (B, C) -> ()
-        logp_matched = diag.mean()
-        logp_mismatched = logp.detach().float()[:, ~eye].mean()  # (B, C*(C-1)) -> ()
+        accuracy_rows = (diag > off.amax(dim=2)).float().mean(1)  # (B, C) -> (B,)
+        accuracy_cols = (diag > off.amax(dim=1)).float().mean(1)  # (B, C) -> (B,)
+        logp_matched = diag.mean(1)  # (B,)
+        logp_mismatched = logp.detach().float()[:, ~eye].mean(1)  # (B, C*(C-1)) -> (B,)
         bound_rows, bound_cols = log_c - ce_rows.detach(), log_c - ce_cols.detach()
     return SAMILossOutput(
         loss=loss,
@@ -103,27 +109,36 @@ def sami_loss(
 
 
 def mi_lower_bound(logp: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """The InfoNCE lower bound on I(y; c | x) in nats, averaged over both directions (no grad).
+    """The InfoNCE lower bound on I(y; c | x) in nats per query, averaged over both directions (no grad).
 
     Args:
         logp (torch.Tensor): (B, C, C) matrix as for ``sami_loss``.
         temperature (float): as for ``sami_loss``.
 
     Returns:
-        torch.Tensor: 0-dim, ``log C - (CE_rows + CE_cols) / 2``; between ``log C - CE`` of a uniform
-        matrix (0) and ``log C``.
+        torch.Tensor: (B,), ``log C - (CE_rows + CE_cols) / 2``; ``.mean()`` is the batch's bound. 0 for a
+        uniform matrix, approaching ``log C`` for a perfectly diagonal one.
     """
     return sami_loss(logp.detach(), temperature=temperature).mi_bound
 
 
-def _check_arguments(logp: torch.Tensor, row_weight: float, col_weight: float, temperature: float) -> None:
+def check_loss_settings(
+    row_weight: float, col_weight: float, temperature: float, *, temperature_name: str = "temperature"
+) -> None:
+    """The one validation of the loss settings (``sami_loss`` and ``SAMIConfig`` call it).
+
+    ``temperature_name`` is what the caller calls the temperature (``SAMIConfig``: ``loss_temperature``).
+    """
+    if row_weight < 0 or col_weight < 0:
+        raise ConfigError(f"row_weight={row_weight}, col_weight={col_weight}: weights must be >= 0 (paper: 0.5, 0.5)")
+    if row_weight == 0 and col_weight == 0:
+        raise ConfigError("row_weight and col_weight are both 0: set at least one > 0 (paper: 0.5 and 0.5)")
+    if not temperature > 0:
+        raise ConfigError(f"{temperature_name} must be > 0 (paper: 1.0); got {temperature}")
+
+
+def _check_shape(logp: torch.Tensor) -> None:
     if logp.dim() != 3 or logp.shape[1] != logp.shape[2]:
         raise ValueError(f"logp must have shape (B, C, C); got {tuple(logp.shape)}")
     if logp.shape[1] < 2:
         raise ValueError(f"SAMI needs at least 2 constitutions per query (C >= 2); got C = {logp.shape[1]}")
-    if row_weight < 0 or col_weight < 0:
-        raise ValueError(f"row_weight and col_weight must be >= 0; got {row_weight} and {col_weight}")
-    if row_weight == 0 and col_weight == 0:
-        raise ValueError("row_weight and col_weight are both 0: set at least one > 0 (paper: 0.5 and 0.5)")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0 (paper: 1.0); got {temperature}")

@@ -20,10 +20,12 @@ from typing import Literal
 
 import yaml
 
+from sami.errors import SamiError
+
 Split = Literal["train", "eval"]
 
 
-class PrincipleFileError(ValueError):
+class PrincipleFileError(SamiError, ValueError):
     """A principle file is missing, malformed or inconsistent."""
 
 

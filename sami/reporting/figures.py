@@ -13,8 +13,8 @@ Iteration 0 is the base model.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 
@@ -55,13 +55,13 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def plot_mi_bound(metrics: Sequence[Mapping], path: str | Path, title: str = "Mutual information lower bound") -> Path:
-    """MI lower bound per iteration from metrics records (``iteration``, ``mi_bound``, ``mi_bound_rows``,
-    ``mi_bound_cols``; ``num_constitutions`` draws the ceiling log C)."""
+    """MI lower bound per iteration from ``metrics.jsonl`` records (``iteration``, ``mi/bound``,
+    ``mi/bound_rows``, ``mi/bound_cols``; ``num_constitutions`` draws the ceiling log C)."""
     fig, ax = plt.subplots(figsize=(5.5, 4.4))
     series = [
-        ("mi_bound", "average of both directions", "-", "o"),
-        ("mi_bound_rows", "rows: which response for c_i", "--", "s"),
-        ("mi_bound_cols", "columns: which c for y_j", ":", "^"),
+        ("mi/bound", "average of both directions", "-", "o"),
+        ("mi/bound_rows", "rows: which response for c_i", "--", "s"),
+        ("mi/bound_cols", "columns: which c for y_j", ":", "^"),
     ]
     iterations, values = [], []
     for (key, label, style, marker), color in zip(series, COLORS):

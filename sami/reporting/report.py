@@ -1,14 +1,15 @@
-"""A Markdown report of a SAMI run, built from its run directory alone.
+"""A Markdown report of a SAMI run, built from its run folder alone.
 
-Reads (every part optional; a missing part is named in the report with the command that makes it)::
+Reads (every part optional; a missing part is named in the report with the command that makes it;
+the paths are :class:`sami.run_folder.RunFolder`'s)::
 
-    RUN_DIR/config.yaml                   the run's settings (a few are shown; num_constitutions gives log C)
-    RUN_DIR/metrics.jsonl                 one record per iteration: iteration (0 = base), mi_bound,
-                                          mi_bound_rows, mi_bound_cols, response_length [, ...]
-    RUN_DIR/principles.yaml               the principles of the run
-    RUN_DIR/iter_<t>/verdicts*.jsonl      judgements of iteration t's model against a baseline
-    RUN_DIR/iter_<t>/summary*.json        the summaries ``sami evaluate`` wrote (judge counters)
-    RUN_DIR/iter_<t>/adherence*.json      verifiable-principle adherence, base vs iteration t
+    RUN_DIR/config.yaml                    the run's settings (a few are shown; num_constitutions gives log C)
+    RUN_DIR/metrics.jsonl                  one record per iteration: iteration (0 = base), mi/bound,
+                                           mi/bound_rows, mi/bound_cols, response_length [, ...]
+    RUN_DIR/principles.yaml                the principles of the run
+    RUN_DIR/iter_<t>/verdicts_vs_*.jsonl   judgements of iteration t's model against a baseline
+    RUN_DIR/iter_<t>/summary_vs_*.json     the summaries ``sami evaluate`` wrote (judge counters)
+    RUN_DIR/iter_<t>/adherence_vs_*.json   verifiable-principle adherence, base vs iteration t
 
 and writes ``RUN_DIR/report/report.md`` with the PNGs beside it. Win rates are recomputed from
 the verdicts (the source of truth), not copied from the summaries.
@@ -16,82 +17,35 @@ the verdicts (the source of truth), not copied from the summaries.
 
 from __future__ import annotations
 
-import json
-import logging
 import math
-import re
+from collections.abc import Callable
 from pathlib import Path
 
-from sami.evaluation.judges import Verdict, read_verdicts
 from sami.evaluation.winrates import principle_keys, summarize
+from sami.jsonl import read_json
+from sami.principles.io import load_principles
+from sami.records import Verdict, read_verdicts
 from sami.reporting import figures
-
-logger = logging.getLogger(__name__)
-
-ITER_DIR = re.compile(r"iter_(\d+)$")
+from sami.run_folder import IterationFolder, RunFolder, RunFolderError
 
 
 # ------------------------------------------------------------------------------------ loading
-def load_metrics(run_dir: str | Path) -> list[dict]:
-    """Per-iteration metrics: the last record of each iteration in ``metrics.jsonl``, by iteration."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    latest: dict[int, dict] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            logger.warning("%s:%d is not JSON; skipped", path, number)
-            continue
-        if isinstance(record, dict) and isinstance(record.get("iteration"), int):
-            latest[record["iteration"]] = {**latest.get(record["iteration"], {}), **record}
-    return [latest[t] for t in sorted(latest)]
-
-
-def _run_config(run_dir: Path) -> dict:
-    path = run_dir / "config.yaml"
-    if not path.exists():
-        return {}
-    try:
-        import yaml
-
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except Exception as error:  # the report is still written without it
-        logger.warning("%s: unreadable (%s)", path, error)
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def iteration_dirs(run_dir: str | Path) -> dict[int, Path]:
-    found = {}
-    for path in Path(run_dir).glob("iter_*"):
-        match = ITER_DIR.match(path.name)
-        if match and path.is_dir():
-            found[int(match.group(1))] = path
-    return dict(sorted(found.items()))
-
-
-def load_verdicts(run_dir: str | Path) -> dict[int, dict[str, list[Verdict]]]:
-    """``{iteration: {baseline: verdicts}}`` from every ``iter_<t>/verdicts*.jsonl``."""
+def load_verdicts(run: RunFolder) -> dict[int, dict[str, list[Verdict]]]:
+    """``{iteration: {baseline: verdicts}}`` from every ``iter_<t>/verdicts_vs_*.jsonl``."""
     result: dict[int, dict[str, list[Verdict]]] = {}
-    for iteration, folder in iteration_dirs(run_dir).items():
-        for path in sorted(folder.glob("verdicts*.jsonl")):
+    for t, iteration in run.iterations().items():
+        for path in iteration.verdict_files():
             for verdict in read_verdicts(path):
-                result.setdefault(iteration, {}).setdefault(verdict.baseline, []).append(verdict)
+                result.setdefault(t, {}).setdefault(verdict.baseline, []).append(verdict)
     return result
 
 
-def _load_json_files(run_dir: str | Path, pattern: str) -> dict[int, list[dict]]:
-    result: dict[int, list[dict]] = {}
-    for iteration, folder in iteration_dirs(run_dir).items():
-        for path in sorted(folder.glob(pattern)):
-            try:
-                result.setdefault(iteration, []).append(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, json.JSONDecodeError) as error:
-                logger.warning("%s: unreadable (%s); skipped", path, error)
+def _load_json_files(run: RunFolder, files: Callable[[IterationFolder], list[Path]], what: str) -> dict[int, list]:
+    """``{iteration: [document, ...]}`` of the JSON files ``files`` lists in every iteration's folder."""
+    result: dict[int, list] = {}
+    for t, iteration in run.iterations().items():
+        for path in files(iteration):
+            result.setdefault(t, []).append(read_json(path, what=what))
     return result
 
 
@@ -153,41 +107,38 @@ confidence intervals; *p* is a two-sided t-test against 0.5. With both orders ju
 judgements of a pair are averaged before any statistic."""
 
 
-def build_report(run_dir: str | Path, out_dir: str | Path | None = None, max_examples: int = 2) -> Path:
-    """Write ``report.md`` and its figures for a run directory; return the report's path."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {str(run_dir)!r} not found; pass the folder `sami run` wrote")
-    out = Path(out_dir) if out_dir is not None else run_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
-
-    metrics = load_metrics(run_dir)
-    config = _run_config(run_dir)
+def build_report(run_dir: str | Path, output_dir: str | Path | None = None, max_examples: int = 2) -> Path:
+    """Write ``report.md`` and its figures for a run folder (into ``RUN_DIR/report`` by default); return its path."""
+    run = RunFolder(run_dir).require()
+    out = Path(output_dir) if output_dir is not None else run.report_dir
+    metrics = run.read_metrics()
+    config = run.read_config()
     for record in metrics:  # the log C ceiling of the MI figure
         if "num_constitutions" not in record and isinstance(config.get("num_constitutions"), int):
             record["num_constitutions"] = config["num_constitutions"]
-    verdicts = load_verdicts(run_dir)
-    summaries = _load_json_files(run_dir, "summary*.json")
-    adherence = _load_json_files(run_dir, "adherence*.json")
+    verdicts = load_verdicts(run)
+    summaries = _load_json_files(run, IterationFolder.summary_files, "summary file")
+    adherence = _load_json_files(run, IterationFolder.adherence_files, "adherence file")
     if not metrics and not verdicts and not adherence:
-        raise FileNotFoundError(
-            f"{run_dir} holds no metrics.jsonl, no iter_<t>/verdicts*.jsonl and no iter_<t>/adherence*.json; "
-            "is it a run directory? (`sami run` writes one; `sami evaluate --run RUN_DIR` adds the verdicts)"
+        raise RunFolderError(
+            f"{run.root} holds no metrics.jsonl, no iter_<t>/verdicts_vs_*.jsonl and no iter_<t>/adherence_vs_*.json; "
+            "is it a run directory? (`sami run` writes one; `sami evaluate --run_dir RUN_DIR` adds the verdicts)"
         )
+    out.mkdir(parents=True, exist_ok=True)
     recomputed = {t: {b: summarize(vs) for b, vs in per.items()} for t, per in verdicts.items()}
 
-    sections = [f"# SAMI run report: {run_dir.resolve().name}", "", INTRO, ""]
+    sections = [f"# SAMI run report: {run.root.resolve().name}", "", INTRO, ""]
     sections += _config_section(config)
-    sections += _principles_section(run_dir)
+    sections += _principles_section(run)
     sections += _metrics_section(metrics, out)
     sections += _win_rate_section(recomputed, out)
     sections += _breakdown_section(recomputed)
     sections += _adherence_section(adherence, out)
     sections += _judge_section(recomputed, summaries)
     sections += _examples_section(verdicts, max_examples)
-    sections += ["## Sources", "", f"Built by `sami report {run_dir}` from:", ""]
-    sources = [run_dir / "metrics.jsonl"] + [p for d in iteration_dirs(run_dir).values() for p in sorted(d.glob("*.json*"))]
-    sections += [f"- `{p.relative_to(run_dir)}`" for p in sources if p.exists()] + [""]
+    sections += ["## Sources", "", f"Built by `sami report --run_dir {run.root}` from:", ""]
+    sources = [run.metrics_path] + [p for it in run.iterations().values() for p in sorted(it.path.glob("*.json*"))]
+    sections += [f"- `{run.relative(p)}`" for p in sources if p.exists()] + [""]
     path = out / "report.md"
     path.write_text("\n".join(sections), encoding="utf-8")
     return path
@@ -204,20 +155,13 @@ def _config_section(config: dict) -> list[str]:
     return ["## Run", "", "The main settings (all of them: `config.yaml`).", "", _table(["setting", "value"], rows), ""]
 
 
-def _principles_section(run_dir: Path) -> list[str]:
-    for name in ("principles.yaml", "principles.yml", "principles.json"):
-        path = run_dir / name
-        if path.exists():
-            try:
-                from sami.principles.io import load_principles
-
-                principle_set = load_principles(path)
-            except Exception as error:  # a report should still be written
-                return ["## Principles", "", f"`{name}` could not be read: {error}", ""]
-            rows = [[p.name, p.split, p.definition, p.antithesis] for p in principle_set]
-            task = f"Task: {principle_set.task}\n\n" if principle_set.task else ""
-            return ["## Principles", "", task + _table(["name", "split", "definition", "antithesis"], rows), ""]
-    return []
+def _principles_section(run: RunFolder) -> list[str]:
+    if not run.principles.exists():
+        return []
+    principle_set = load_principles(run.principles)
+    rows = [[p.name, p.split, p.definition, p.antithesis] for p in principle_set]
+    task = f"Task: {principle_set.task}\n\n" if principle_set.task else ""
+    return ["## Principles", "", task + _table(["name", "split", "definition", "antithesis"], rows), ""]
 
 
 def _metrics_section(metrics: list[dict], out: Path) -> list[str]:
@@ -228,8 +172,8 @@ def _metrics_section(metrics: list[dict], out: Path) -> list[str]:
     figures.plot_mi_bound(metrics, out / "mi_bound.png")
     figures.plot_response_length(metrics, out / "response_length.png", unit=unit)
     rows = [
-        ["base" if m["iteration"] == 0 else str(m["iteration"]), _num(m.get("mi_bound"), 3),
-         _num(m.get("mi_bound_rows"), 3), _num(m.get("mi_bound_cols"), 3), _num(m.get("response_length"), 1)]
+        ["base" if m["iteration"] == 0 else str(m["iteration"]), _num(m.get("mi/bound"), 3),
+         _num(m.get("mi/bound_rows"), 3), _num(m.get("mi/bound_cols"), 3), _num(m.get("response_length"), 1)]
         for m in metrics
     ]
     lines += [
@@ -249,8 +193,8 @@ def _win_rate_section(recomputed: dict[int, dict[str, dict]], out: Path) -> list
     lines = ["## Win rates", ""]
     if not recomputed:
         return lines + [
-            "No judgements yet. Run `sami evaluate --run RUN_DIR ...` to judge each iteration against the base "
-            "model (and a second baseline), then `sami report RUN_DIR` again.",
+            "No judgements yet. Run `sami evaluate --run_dir RUN_DIR ...` to judge each iteration against the base "
+            "model (and a second baseline), then `sami report --run_dir RUN_DIR` again.",
             "",
         ]
     table: dict[str, dict[int, dict]] = {}

@@ -6,27 +6,18 @@
     sami generate --principles hh --generation_backend vllm --output runs/gen.jsonl   # a vLLM engine
     accelerate launch -m sami.cli generate --principles hh --output runs/gen.jsonl   # one shard per process
 
-Rerunning the same command resumes: queries already in the output are skipped.
+Rerunning the same command resumes: queries already in the output are skipped (docs/generation.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from sami.config.args import ConstitutionArgs, GenerationArgs, ModelArgs, PrincipleArgs, QueryArgs
+from sami.config.commands import GenerateOutputArgs
 from sami.config.parser import SamiParser
 from sami.constitutions import build_sampler
 from sami.data import load_queries
 from sami.generation import generate_dataset, resolve_template
-from sami.scripts.principles import obtain_principles
-
-
-@dataclass
-class GenerateOutputArgs:
-    output: str = field(default="generations.jsonl", metadata={"help": "Output JSONL (appended to; resumable).", "aliases": ["-o"]})
-    split: str = field(default="train", metadata={"help": "Query split: train, eval or all."})
-    principle_split: str = field(default="train", metadata={"help": "Principles to build constitutions from: train or eval (held out)."})
-    seed: int = field(default=0, metadata={"help": "Seeds constitutions and sampling."})
+from sami.principles import obtain_principles
 
 
 def make_parser() -> SamiParser:
@@ -58,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=output_args.seed,
         data_path=query_args.query_data_path,
     )
-    generator = generation_args.generator(model_args.model, model_args, output_args.seed)
+    generator = generation_args.generator(model_args.model, output_args.seed)
     template = resolve_template(
         generator.tokenizer, query_args.task, generation_args.prompt_kind, generation_args.chain_of_thought
     )

@@ -2,7 +2,7 @@
 
 from sami.training.collator import PromptTooLong, SAMICollator
 from sami.training.config import SAMIConfig
-from sami.training.dataset import SAMIDataset, read_jsonl
+from sami.training.dataset import SAMIDataset
 from sami.training.lora import merge_lora_checkpoint, save_merged
 from sami.training.trainer import SAMITrainer, evaluate_sami, train_sami
 
@@ -14,7 +14,6 @@ __all__ = [
     "SAMITrainer",
     "evaluate_sami",
     "merge_lora_checkpoint",
-    "read_jsonl",
     "save_merged",
     "train_sami",
 ]

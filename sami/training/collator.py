@@ -7,9 +7,9 @@ For each record of a micro-batch the collator
    prompt in every process and after a resume, a new order each epoch);
 2. renders the prompt with the record's own template (the one generation used);
 3. tokenises the prompt and the response as separate segments (:func:`encode_segments`), so a
-   BPE merge across the boundary can never move the response mask (a pitfall of the authors' released code); truncates the
-   response to ``max_response_length`` and appends EOS iff ``score_eos`` (and the response ended
-   there);
+   BPE merge across the boundary can never move the response mask (a pitfall of the authors'
+   released code); truncates the response to ``max_response_length`` and appends EOS iff
+   ``score_eos`` (and the response ended there);
 4. builds a :class:`ContrastiveExample` and calls :func:`collate_contrastive`, then checks that
    the tokens the loss will score are exactly the response ids.
 """
@@ -22,12 +22,13 @@ from typing import Any
 import torch
 
 from sami.constitutions import Constitution, render_constitution
+from sami.errors import SamiError
 from sami.generation.prompts import PromptTemplate, encode_segments
 from sami.objective.logprobs import ContrastiveExample, collate_contrastive
 from sami.training.dataset import response_text
 
 
-class PromptTooLong(ValueError):
+class PromptTooLong(SamiError, ValueError):
     """A prompt exceeds ``max_prompt_length``."""
 
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 from transformers.utils import is_torch_bf16_gpu_available
 
-logger = logging.getLogger(__name__)
+from sami.objective.logprobs import AGGREGATIONS, LAYOUTS, check_aggregation, check_layout
+from sami.objective.loss import check_loss_settings
 
-AGGREGATIONS = ("mean", "sum")
-LAYOUTS = ("auto", "plain", "shared")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -92,7 +92,7 @@ class SAMIConfig(TrainingArguments):
     # --- objective ---
     aggregation: str = field(
         default="mean",
-        metadata={"help": "Response score: 'mean' per-token log-prob (paper) or 'sum'.", "choices": list(AGGREGATIONS)},
+        metadata={"help": "Response score: 'mean' per-token log-prob (paper) or 'sum'.", "choices": [*AGGREGATIONS]},
     )
     score_eos: bool = field(
         default=False, metadata={"help": "Append and score the EOS token after each response (paper: False)."}
@@ -104,7 +104,10 @@ class SAMIConfig(TrainingArguments):
     )
     layout: str = field(
         default="auto",
-        metadata={"help": "C x C matrix layout: 'auto', 'plain' or 'shared' (same values).", "choices": list(LAYOUTS)},
+        metadata={
+            "help": "C x C matrix layout: 'auto', 'plain' or 'shared' (same values).",
+            "choices": ["auto", *LAYOUTS],
+        },
     )
 
     # --- data ---
@@ -158,18 +161,11 @@ class SAMIConfig(TrainingArguments):
     def __post_init__(self) -> None:
         if self.bf16 is None:
             self.bf16 = bool(not self.fp16 and not self.use_cpu and is_torch_bf16_gpu_available())
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation={self.aggregation!r}; choose 'mean' (paper) or 'sum'")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"layout={self.layout!r}; choose one of {', '.join(LAYOUTS)}")
-        if self.row_weight < 0 or self.col_weight < 0:
-            raise ValueError(
-                f"row_weight={self.row_weight}, col_weight={self.col_weight}: weights must be >= 0 (paper: 0.5, 0.5)"
-            )
-        if self.row_weight == 0 and self.col_weight == 0:
-            raise ValueError("row_weight and col_weight are both 0: set at least one > 0 (paper: 0.5 and 0.5)")
-        if not self.loss_temperature > 0:
-            raise ValueError(f"loss_temperature={self.loss_temperature}: set loss_temperature > 0 (paper: 1.0)")
+        check_aggregation(self.aggregation)
+        check_layout(self.layout, auto=True)
+        check_loss_settings(
+            self.row_weight, self.col_weight, self.loss_temperature, temperature_name="loss_temperature"
+        )
         for name in ("max_prompt_length", "max_response_length"):
             value = getattr(self, name)
             if value is not None and value < 1:

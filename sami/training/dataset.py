@@ -15,20 +15,11 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from sami.generation.generate import read_records
-from sami.generation.prompts import ANSWER_MARKER, PromptTemplate
+from sami.generation.prompts import ANSWER_MARKER
+from sami.jsonl import read_jsonl
+from sami.records import GenerationRecord, RecordError
 
 logger = logging.getLogger(__name__)
-
-REQUIRED_FIELDS = ("query_id", "query", "template", "constitutions", "responses")
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    """All records of a generations JSONL file (blank lines skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"generations file {str(path)!r} not found; run `sami generate` first or fix the path")
-    return read_records(path)
 
 
 def response_text(record: dict, j: int) -> str:
@@ -45,40 +36,13 @@ def response_text(record: dict, j: int) -> str:
     return answer
 
 
-def validate_record(record: dict, where: str = "record") -> int:
-    """Check one record's structure; return its number of constitutions C.
-
-    Raises:
-        ValueError: naming the query and the field to fix.
-    """
-    missing = [key for key in REQUIRED_FIELDS if key not in record]
-    if missing:
-        raise ValueError(f"{where} lacks the field(s) {missing}; is it a generations record from `sami generate`?")
-    name = f"{where} (query_id={record['query_id']!r})"
-    C = len(record["constitutions"])
-    if C < 2:
-        raise ValueError(f"{name} has {C} constitution(s); SAMI contrasts at least 2 per query")
-    if len(record["responses"]) != C:
-        raise ValueError(f"{name} has {C} constitutions but {len(record['responses'])} responses; one per constitution")
-    for j, response in enumerate(record["responses"]):
-        if not isinstance(response, str) or not response.strip():
-            raise ValueError(
-                f"{name}: response {j} is empty; an empty response has no log-probability. Drop the record with the "
-                "generation filters (they count what they drop), or remove it from the file"
-            )
-    try:
-        PromptTemplate(**record["template"])
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} has an invalid template {record['template']!r}: {error}") from None
-    return C
-
-
 class SAMIDataset(Dataset):
     """The kept records of a generation run, one item per query.
 
     Records the generator marked as dropped (``record["dropped"]`` set by a filter) are skipped
     and counted in :attr:`num_dropped` (by reason in :attr:`dropped_reasons`); every kept
-    record is validated here, so a bad file fails before training starts.
+    record is validated here (:meth:`sami.records.GenerationRecord.check_trainable`), so a bad file
+    fails before training starts. Items stay the records' plain dicts.
 
     Args:
         records: a list of record dicts, or the path of a generations JSONL file.
@@ -89,7 +53,10 @@ class SAMIDataset(Dataset):
     """
 
     def __init__(self, records: Iterable[dict] | str | Path):
-        source = read_jsonl(records) if isinstance(records, (str, Path)) else list(records)
+        if isinstance(records, (str, Path)):
+            source = read_jsonl(records, what="generations file")
+        else:
+            source = list(records)
         self.dropped_reasons: Counter[str] = Counter()
         self.records: list[dict] = []
         for index, record in enumerate(source):
@@ -97,13 +64,14 @@ class SAMIDataset(Dataset):
             if reason is not None:
                 self.dropped_reasons[str(reason)] += 1
                 continue
-            validate_record(record, where=f"record {index}")
+            where = f"record {index}"
+            GenerationRecord.from_dict(record, where).check_trainable(where)
             self.records.append(record)
         if self.num_dropped:
             logger.info("sami: skipping %d record(s) the generation filters dropped: %s", self.num_dropped,
                         dict(self.dropped_reasons))
         if not self.records:
-            raise ValueError("no trainable records: every record is empty or was dropped by the generation filters")
+            raise RecordError("no trainable records: every record is empty or was dropped by the generation filters")
 
     @property
     def num_dropped(self) -> int:

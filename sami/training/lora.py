@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from sami.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 ADAPTER_SUBDIR = "adapter"
@@ -110,7 +112,7 @@ def merge_lora_checkpoint(
 
     base_path = base_model or PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
     if not base_path:
-        raise ValueError(
+        raise ConfigError(
             f"the adapter in {adapter_dir} does not name its base model; "
             "pass base_model= (the folder it was trained on)"
         )

@@ -19,8 +19,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
-from sami.objective.logprobs import contrastive_logprobs, resolve_layout
-from sami.objective.loss import sami_loss
+from sami.objective import contrastive_logprobs, resolve_layout, sami_loss
 from sami.training.collator import SAMICollator
 from sami.training.config import SAMIConfig
 from sami.training.dataset import SAMIDataset, as_dataset
@@ -28,7 +27,7 @@ from sami.training.lora import ADAPTER_SUBDIR, add_lora, is_peft_model, merge_lo
 
 logger = logging.getLogger(__name__)
 
-# logged key -> SAMILossOutput field (or a batch statistic); each is averaged over queries
+# logged key -> SAMILossOutput field (one value per query) or None (mean response length); averaged over queries
 METRICS = {
     "mi/bound": "mi_bound",
     "mi/bound_rows": "mi_bound_rows",
@@ -209,35 +208,35 @@ class SAMITrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The SAMI loss of one micro-batch.
 
-        Training: ``loss = mean_loss * B * world_size / num_items_in_batch``, where B is this micro-batch's
-        number of queries and ``num_items_in_batch`` the number in the accumulated batch of all processes.
-        Summed over micro-batches and averaged over processes (DDP/FSDP/DeepSpeed average gradients), this is
-        exactly the gradient of the mean loss over all queries of the optimiser step.
+        Training: ``loss = sum of the per-query losses * world_size / num_items_in_batch``, the number of queries
+        in the accumulated batch of all processes. Summed over micro-batches and averaged over processes
+        (DDP/FSDP/DeepSpeed average gradients), this is exactly the gradient of the mean loss over all queries of
+        the optimiser step.
         """
         mode = "train" if model.training else "eval"
         logp = contrastive_logprobs(model, inputs, self.args.aggregation)  # (B, C, C)
-        out = sami_loss(logp, self.args.row_weight, self.args.col_weight, self.args.loss_temperature)
-        B = logp.shape[0]
-        loss = out.loss
-        if mode == "train":
-            if num_items_in_batch is not None:
-                loss = loss * (B * self.accelerator.num_processes / num_items_in_batch)
-            else:  # called outside the Trainer's loop: equal micro-batches assumed
-                loss = loss / self.args.gradient_accumulation_steps
-        self._record_metrics(mode, out, inputs, B)
+        out = sami_loss(logp, self.args.row_weight, self.args.col_weight, self.args.loss_temperature)  # (B,) each
+        if mode == "train" and num_items_in_batch is not None:
+            loss = out.loss.sum() * self.accelerator.num_processes / num_items_in_batch
+        elif mode == "train":  # called outside the Trainer's loop: equal micro-batches assumed
+            loss = out.loss.mean() / self.args.gradient_accumulation_steps
+        else:
+            loss = out.loss.mean()
+        self._record_metrics(mode, out, inputs)
         return (loss, {"logp": logp.detach()}) if return_outputs else loss
 
-    def _record_metrics(self, mode: str, out, inputs: dict[str, torch.Tensor], B: int) -> None:
-        """Append query-weighted sums of the loss statistics, gathered over processes."""
+    def _record_metrics(self, mode: str, out, inputs: dict[str, torch.Tensor]) -> None:
+        """Append sums over queries of the loss statistics, gathered over processes."""
         if mode == "train" and self._throughput_start is None:
             self._throughput_start = time.perf_counter()
         with torch.no_grad():
-            lengths = inputs["response_lengths"].float().mean()
+            lengths = inputs["response_lengths"].float().mean(1)  # (B,)
             values = [lengths if field is None else getattr(out, field) for field in METRICS.values()]
             mask = inputs["attention_mask"] if "attention_mask" in inputs else inputs["segment_ids"] >= 0
             device = out.loss.device
-            stats = torch.stack([v.to(device).float() * B for v in values])  # (K,) sums over the B queries
-            extra = torch.tensor([B, mask.sum().item()], dtype=torch.float32, device=device)  # queries, tokens
+            stats = torch.stack([v.to(device).float().sum() for v in values])  # (K,) sums over the B queries
+            counts = [len(lengths), mask.sum().item()]  # queries, tokens
+            extra = torch.tensor(counts, dtype=torch.float32, device=device)
             row = torch.cat([stats, extra])[None]  # (1, K + 2)
             total = self.accelerator.gather(row).sum(0).tolist()  # (K + 2,) over processes
         for key, value in zip([*METRICS, "_queries", "_tokens"], total):

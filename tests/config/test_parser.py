@@ -1,9 +1,13 @@
+import importlib
 from dataclasses import dataclass, field
 
 import pytest
 
+from sami import cli
 from sami.config.parser import ConfigError, SamiParser, resolve_config_path
 from sami.scripts import run
+
+COMMANDS = tuple(cli.COMMANDS)
 
 
 @dataclass
@@ -43,3 +47,28 @@ def test_every_shipped_recipe_parses_into_the_run_arguments():
         groups = run.make_parser().parse_args_and_config(["--config", recipe.stem, "--output_dir", "x"])
         iteration_args = next(g for g in groups if type(g).__name__ == "IterationArgs")
         assert iteration_args.iterations >= 1, recipe
+        training_args = next(g for g in groups if type(g).__name__ == "SAMIConfig")
+        assert training_args.output_dir == "x", recipe  # the flag beats the recipe
+        groups = run.make_parser().parse_args_and_config(["--config", recipe.stem])
+        training_args = next(g for g in groups if type(g).__name__ == "SAMIConfig")
+        assert training_args.output_dir.startswith("runs/"), recipe  # each recipe names its run folder
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_takes_a_config_and_keeps_its_examples(command):
+    """`--config` on every command, and `--help` prints the docstring's commands line by line."""
+    module = importlib.import_module(f"sami.scripts.{command}")
+    help_text = module.make_parser().format_help()
+    assert "--config CONFIG" in help_text
+    examples = [line for line in module.__doc__.splitlines() if line.lstrip().startswith(("sami ", "accelerate "))]
+    assert examples and all(line in help_text for line in examples)
+
+
+def test_command_arguments_name_what_is_missing():
+    from sami.config.commands import ReportArgs, TrainDataArgs
+
+    with pytest.raises(ConfigError, match="give --run_dir"):
+        ReportArgs()
+    with pytest.raises(ConfigError, match="give --generations"):
+        TrainDataArgs()
+    assert ReportArgs(run_dir="runs/demo").output_dir is None  # build_report's default: RUN_DIR/report

@@ -2,7 +2,17 @@ import random
 
 import pytest
 
-from sami.constitutions import Constitution, DiverseSampler, build_sampler, query_rng, render_constitution
+from sami.constitutions import (
+    SCHEMES,
+    Constitution,
+    DiverseSampler,
+    FixedPairSampler,
+    NegationsSampler,
+    build_sampler,
+    query_rng,
+    render_constitution,
+)
+from sami.errors import ConfigError
 from sami.principles import Principle, PrincipleSet, load_principles
 
 
@@ -66,6 +76,14 @@ def test_more_than_two_constitutions_are_distinct(scheme):
         constitutions = sampler.sample(query_rng(1, f"q{i}"))
         assert len(constitutions) == 4
         assert len({c.key for c in constitutions}) == 4
+
+
+def test_each_scheme_has_its_own_sampler_class():
+    classes = {scheme: type(build_sampler(scheme, principles(3))) for scheme in SCHEMES}
+    assert classes == {"fixed_pair": FixedPairSampler, "negations": NegationsSampler, "diverse": DiverseSampler}
+    assert all(cls.scheme == scheme for scheme, cls in classes.items())
+    with pytest.raises(ConfigError, match="the 'negations' scheme can form only 4"):
+        build_sampler("negations", principles(2), num_constitutions=5)
 
 
 def test_bad_counts_name_the_fix():

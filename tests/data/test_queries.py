@@ -11,21 +11,20 @@ from pathlib import Path
 import pytest
 
 from sami.data import (
-    EmptyQuerySetError,
     Query,
-    QueryColumnError,
     QueryError,
     QueryFileNotFoundError,
     QuerySourceError,
-    UnknownQuerySpecError,
-    UnknownSplitError,
+    QueryValueError,
     builtin_query_sets,
     first_human_turn,
     load_queries,
     query_specs,
     split_queries,
+    task_of,
 )
-from sami.data import queries as queries_module
+from sami.data.sources.builtin import DATA_DIR as BUILTIN_DIR
+from sami.errors import SamiError
 
 ASSETS = Path(__file__).parents[1] / "assets"
 HH_DIR = ASSETS / "hh-rlhf"
@@ -60,12 +59,12 @@ def test_builtin_set_sizes_and_splits(name):
 @pytest.mark.parametrize("name", ["dialogue", "summarisation"])
 def test_builtin_split_is_deterministic_and_stored_in_the_file(name):
     assert load_queries(name, "eval") == load_queries(name, "eval")
-    rows = [json.loads(line) for line in (queries_module.BUILTIN_DIR / f"{name}.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (BUILTIN_DIR / f"{name}.jsonl").read_text().splitlines()]
     assert [row["split"] for row in rows] == ["train"] * (len(rows) - 40) + ["eval"] * 40
 
 
 def test_dialogue_set_is_varied_and_includes_requests_to_handle_carefully():
-    rows = [json.loads(line) for line in (queries_module.BUILTIN_DIR / "dialogue.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (BUILTIN_DIR / "dialogue.jsonl").read_text().splitlines()]
     categories = [row["category"] for row in rows]
     assert set(categories) == {"advice", "coding", "explanation", "creative", "everyday", "careful"}
     assert 0.15 <= categories.count("careful") / len(rows) <= 0.25
@@ -74,7 +73,7 @@ def test_dialogue_set_is_varied_and_includes_requests_to_handle_carefully():
 
 
 def test_summarisation_posts_are_short_posts():
-    rows = [json.loads(line) for line in (queries_module.BUILTIN_DIR / "summarisation.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (BUILTIN_DIR / "summarisation.jsonl").read_text().splitlines()]
     lengths = [len(row["text"].split()) for row in rows]
     assert min(lengths) >= 60 and max(lengths) <= 150
     assert all(row["title"] and row["subreddit"] for row in rows)
@@ -104,16 +103,25 @@ def test_bad_limit(limit):
         load_queries("dialogue", limit=limit)
 
 
-def test_datasets_is_not_imported_for_builtin_sets():
+def test_datasets_is_not_imported_for_builtin_sets_or_files(tmp_path):
+    path = write_jsonl(tmp_path / "prompts.jsonl", [{"text": "Hi"}])
     code = (
-        "import importlib.util, sys\n"
+        "import sys\n"
         "sys.modules['datasets'] = None  # any 'import datasets' now fails\n"
-        f"spec = importlib.util.spec_from_file_location('queries', {str(Path(queries_module.__file__))!r})\n"
-        "module = importlib.util.module_from_spec(spec); sys.modules['queries'] = module\n"
-        "spec.loader.exec_module(module)\n"
-        "assert len(module.load_queries('dialogue')) > 100\n"
+        "from sami.data import load_queries\n"
+        "assert 'torch' not in sys.modules\n"
+        "assert len(load_queries('dialogue')) > 100\n"
+        f"assert len(load_queries({str(path)!r})) == 1\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_task_of():
+    assert task_of("dialogue") == task_of("hh-rlhf:helpful-base") == task_of(" hh-rlhf:harmless-base") == "dialogue"
+    assert task_of("summarisation") == task_of("summarization") == task_of("tldr") == "summarisation"
+    assert task_of("prompts.jsonl") is None and task_of("file:anything") is None
+    with pytest.raises(QueryValueError, match="did you mean 'dialogue'"):
+        task_of("dialog")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,6 +216,12 @@ def test_jsonl_file_with_split_column(tmp_path):
     assert texts(load_queries(str(path), "all")) == ["one", "two", "three", "four"]
 
 
+def test_file_named_like_a_hub_dataset_is_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(tmp_path / "hh-rlhf_prompts.jsonl", [{"text": "Hi"}])
+    assert texts(load_queries("hh-rlhf_prompts.jsonl")) == ["Hi"]
+
+
 def test_csv_file(tmp_path):
     rows = [{"id": "p1", "post": "A post."}, {"id": "p2", "post": "Another, with a comma."}]
     path = write_csv(tmp_path / "posts.csv", rows)
@@ -238,25 +252,21 @@ def test_json_list_and_txt_files(tmp_path):
 
 
 def test_error_classes_subclass_the_expected_builtins():
-    assert issubclass(UnknownQuerySpecError, ValueError)
-    assert issubclass(QueryColumnError, ValueError)
-    assert issubclass(EmptyQuerySetError, ValueError)
-    assert issubclass(UnknownSplitError, ValueError)
-    assert issubclass(QueryFileNotFoundError, FileNotFoundError)
-    errors = (UnknownQuerySpecError, QueryColumnError, EmptyQuerySetError, UnknownSplitError, QueryFileNotFoundError)
-    assert all(issubclass(error, QueryError) for error in errors)
-    assert issubclass(QuerySourceError, QueryError)
+    assert issubclass(QueryError, SamiError)
+    assert issubclass(QueryValueError, QueryError) and issubclass(QueryValueError, ValueError)
+    assert issubclass(QueryFileNotFoundError, QueryError) and issubclass(QueryFileNotFoundError, FileNotFoundError)
+    assert issubclass(QuerySourceError, QueryError) and issubclass(QuerySourceError, RuntimeError)
 
 
 def test_unknown_spec_suggests_the_closest_and_lists_all():
-    with pytest.raises(UnknownQuerySpecError, match=r"did you mean 'dialogue'\?.*hh-rlhf:helpful-base"):
+    with pytest.raises(QueryValueError, match=r"did you mean 'dialogue'\?.*hh-rlhf:helpful-base"):
         load_queries("dialog")
 
 
 def test_unknown_hh_rlhf_subset():
-    with pytest.raises(UnknownQuerySpecError, match="hh-rlhf:harmless-base"):
+    with pytest.raises(QueryValueError, match=r"unknown hh-rlhf subset 'red-team'.*'hh-rlhf:harmless-base'"):
         load_queries("hh-rlhf:red-team")
-    with pytest.raises(UnknownQuerySpecError, match="name a subset"):
+    with pytest.raises(QueryValueError, match="name a subset"):
         load_queries("Anthropic/hh-rlhf")
 
 
@@ -270,70 +280,70 @@ def test_missing_file(tmp_path):
 def test_unsupported_file_type(tmp_path):
     path = tmp_path / "queries.xlsx"
     path.write_text("x")
-    with pytest.raises(UnknownQuerySpecError, match=r"\.jsonl"):
+    with pytest.raises(QueryValueError, match=r"unsupported file type '\.xlsx'; use one of \.jsonl"):
         load_queries(str(path))
 
 
 def test_missing_column_lists_available_columns(tmp_path):
     path = write_jsonl(tmp_path / "q.jsonl", [{"question": "a", "answer": "b"}])
-    with pytest.raises(QueryColumnError, match=r"column=.*\['question', 'answer'\]"):
+    with pytest.raises(QueryValueError, match=r"column=.*\['question', 'answer'\]"):
         load_queries(str(path))
-    with pytest.raises(QueryColumnError, match=r"no column 'prompt'; available columns: \['question', 'answer'\]"):
+    with pytest.raises(QueryValueError, match=r"no column 'prompt'; available columns: \['question', 'answer'\]"):
         load_queries(str(path), column="prompt")
 
 
 def test_empty_column(tmp_path):
     path = write_csv(tmp_path / "q.csv", [{"text": "", "other": "x"}, {"text": "  ", "other": "y"}])
-    with pytest.raises(QueryColumnError, match="empty in every row"):
+    with pytest.raises(QueryValueError, match="empty in every row"):
         load_queries(str(path))
 
 
 def test_non_text_column(tmp_path):
     path = write_jsonl(tmp_path / "q.jsonl", [{"text": {"nested": 1}}])
-    with pytest.raises(QueryColumnError, match="not text"):
+    with pytest.raises(QueryValueError, match="not text"):
         load_queries(str(path))
 
 
 def test_duplicate_ids(tmp_path):
     path = write_jsonl(tmp_path / "q.jsonl", [{"id": 1, "text": "a"}, {"id": 1, "text": "b"}])
-    with pytest.raises(QueryColumnError, match="duplicate id"):
+    with pytest.raises(QueryValueError, match="duplicate id"):
         load_queries(str(path))
 
 
 def test_invalid_json_line(tmp_path):
     path = tmp_path / "q.jsonl"
     path.write_text('{"text": "a"}\n{"text": \n')
-    with pytest.raises(QueryColumnError, match=r"q\.jsonl:2"):
+    with pytest.raises(QueryValueError, match=r"q\.jsonl:2 is not valid JSON"):
         load_queries(str(path))
 
 
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.jsonl"
     path.write_text("\n")
-    with pytest.raises(EmptyQuerySetError, match="no rows"):
+    with pytest.raises(QueryValueError, match="the file has no rows"):
         load_queries(str(path))
 
 
 def test_unknown_split():
-    with pytest.raises(UnknownSplitError, match="train, eval, all"):
+    with pytest.raises(QueryValueError, match="unknown split 'dev'; use one of train, eval, all"):
         load_queries("dialogue", "dev")
 
 
 def test_eval_split_of_a_file_without_split_column(tmp_path):
     path = write_jsonl(tmp_path / "q.jsonl", [{"text": "a"}])
-    with pytest.raises(UnknownSplitError, match="split_queries"):
+    with pytest.raises(QueryValueError, match=r"no 'split' column.*split_queries"):
         load_queries(str(path), "eval")
 
 
 def test_bad_split_value_in_file(tmp_path):
     path = write_jsonl(tmp_path / "q.jsonl", [{"text": "a", "split": "dev"}])
-    with pytest.raises(UnknownSplitError, match="row 1"):
+    with pytest.raises(QueryValueError, match="row 1: split 'dev' is not train or eval"):
         load_queries(str(path))
 
 
 def test_split_with_no_rows(tmp_path):
     path = write_jsonl(tmp_path / "q.jsonl", [{"text": "a", "split": "train"}])
-    with pytest.raises(UnknownSplitError, match="no rows with split 'eval'"):
+    with pytest.raises(QueryValueError, match="no rows with split 'eval'"):
         load_queries(str(path), "eval")
 
 

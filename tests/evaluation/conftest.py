@@ -1,4 +1,8 @@
-"""A real OpenAI-compatible HTTP server on 127.0.0.1 for the API judge tests.
+"""Fixtures of the evaluation tests: a real OpenAI-compatible HTTP server on 127.0.0.1 for the API
+judge, tiny checkpoints with the real SmolLM2 tokenizer, and a spy on the prompts generated.
+
+The server speaks HTTP/1.1 with keep-alive, as real endpoints do, and counts the TCP connections
+it accepts (``server.connections``), so tests see whether the client reuses them.
 
 The fake judge prefers the response that contains the word ``GOOD`` (tie when neither or both
 do). ``server.mode`` selects a failure mode:
@@ -20,6 +24,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from helpers import tiny_model
 
 
 class FakeJudgeServer(ThreadingHTTPServer):
@@ -36,7 +41,14 @@ class FakeJudgeServer(ThreadingHTTPServer):
         self.requests: list[dict] = []  # every request: path, headers, body
         self.in_flight = 0
         self.max_in_flight = 0
+        self.connections = 0  # TCP connections accepted
         self.stop = threading.Event()
+
+    def get_request(self):
+        request = super().get_request()
+        with self.lock:
+            self.connections += 1
+        return request
 
     @property
     def url(self) -> str:
@@ -51,11 +63,12 @@ class FakeJudgeServer(ThreadingHTTPServer):
         with self.lock:
             self.requests.clear()
             self.max_in_flight = 0
+            self.connections = 0
 
 
 def fake_answer(prompt: str) -> str:
-    a = re.search(r"<(?:response|summary)_a>(.*?)</", prompt, re.S)
-    b = re.search(r"<(?:response|summary)_b>(.*?)</", prompt, re.S)
+    a = re.search(r"<(?:response|summary)_a>(.*?)</", prompt, re.DOTALL)
+    b = re.search(r"<(?:response|summary)_b>(.*?)</", prompt, re.DOTALL)
     good_a = bool(a and "GOOD" in a.group(1))
     good_b = bool(b and "GOOD" in b.group(1))
     verdict = "A" if good_a and not good_b else "B" if good_b and not good_a else "tie"
@@ -64,6 +77,7 @@ def fake_answer(prompt: str) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     server: FakeJudgeServer
+    protocol_version = "HTTP/1.1"  # keep-alive: a connection serves requests until the client closes it
     disable_nagle_algorithm = True  # headers and body go out at once, no 40 ms delayed-ACK stall
 
     def log_message(self, *args) -> None:  # keep the test output clean
@@ -160,3 +174,35 @@ def one_torch_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory, smol_tokenizer):
+    """Two tiny random Llama checkpoints (seeds 0 and 1) with the real SmolLM2 tokenizer (and chat template)."""
+    tok = smol_tokenizer
+    folder = tmp_path_factory.mktemp("tiny")
+    paths = []
+    for seed in (0, 1):
+        path = folder / f"model{seed}" / "checkpoint"
+        model = tiny_model(vocab_size=len(tok), seed=seed, bos_token_id=tok.bos_token_id,
+                           eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        model.save_pretrained(path)
+        tok.save_pretrained(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def generated_prompts(monkeypatch):
+    """The number of prompts of every call to the hf backend's ``generate`` (a spy: generation runs as usual)."""
+    from sami.generation.hf_backend import HFGenerator
+
+    calls: list[int] = []
+    generate = HFGenerator.generate
+
+    def spy(self, prompts, sampling, seeds=None):
+        calls.append(len(prompts))
+        return generate(self, prompts, sampling, seeds)
+
+    monkeypatch.setattr(HFGenerator, "generate", spy)
+    return calls

@@ -20,18 +20,17 @@ from sami.evaluation import (
     summarize,
     write_verdicts,
 )
-from sami.evaluation.api_judge import _retry_after, request_key
 
 
 def make_judge(server, tmp_path=None, **kwargs) -> APIJudge:
-    options = dict(
-        api_key_env="SAMI_TEST_JUDGE_KEY",
-        timeout=2.0,
-        max_retries=2,
-        backoff=0.01,
-        max_backoff=1.0,
-        cache_dir=None if tmp_path is None else tmp_path / "cache",
-    )
+    options = {
+        "api_key_env": "SAMI_TEST_JUDGE_KEY",
+        "timeout": 2.0,
+        "max_retries": 2,
+        "backoff": 0.01,
+        "max_backoff": 1.0,
+        "cache_dir": None if tmp_path is None else tmp_path / "cache",
+    }
     options.update(kwargs)
     return APIJudge("fake-judge", server.url, **options)
 
@@ -67,6 +66,7 @@ def test_normal_answers_and_key_in_header_only(judge_server, api_key):
     assert request["body"]["messages"][0]["role"] == "system"
     assert "1. Be good." in request["body"]["messages"][1]["content"]
     assert judge.stats()["requests"] == 3 and judge.stats()["failures"] == 0
+    assert judge_server.connections == 1  # one pooled keep-alive connection for sequential requests
 
 
 def test_compare_outcomes_follow_positions(judge_server, api_key):
@@ -207,11 +207,4 @@ def test_concurrency_is_bounded(judge_server, api_key):
     judge = make_judge(judge_server, max_concurrency=2)
     compare(judge, comparisons(10), workers=8, progress=False)
     assert judge_server.count == 10 and judge_server.max_in_flight <= 2
-
-
-def test_retry_after_formats():
-    assert _retry_after({"Retry-After": "2"}) == 2.0
-    assert _retry_after({}) is None
-    assert _retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # a date in the past
-    assert _retry_after({"Retry-After": "soon"}) is None
-    assert request_key({"a": 1, "b": 2}) == request_key({"b": 2, "a": 1})
+    assert judge_server.connections <= 2  # the pool holds at most one connection per request in flight

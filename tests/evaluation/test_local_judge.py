@@ -8,17 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import tiny_model
 
 from sami.evaluation import Comparison, compare
 from sami.evaluation.judges import JudgeError
 from sami.evaluation.local_judge import LocalJudge
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from sami.models.loading import load_tokenizer
-
-    return load_tokenizer("smollm2-135m")  # the real SmolLM2 tokenizer (chat template included)
 
 
 class ScriptedModel:
@@ -46,8 +40,8 @@ def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
 
-def test_both_orders_cancel_position_bias(tokenizer):
-    judge = LocalJudge(ScriptedModel(tokenizer), tokenizer, margin=0.1)
+def test_both_orders_cancel_position_bias(smol_tokenizer):
+    judge = LocalJudge(ScriptedModel(smol_tokenizer), smol_tokenizer, margin=0.1)
     result = judge.judge("q", "1. Be good.", "this is GOOD", "this is bad")
     raw = json.loads(result.raw)
     # shown first: logit A 1 + 2, B 0 -> sigmoid(3); shown second: A 1, B 2 -> P(B) = sigmoid(1)
@@ -58,38 +52,33 @@ def test_both_orders_cancel_position_bias(tokenizer):
     assert judge.judge("q", "c", "bad", "GOOD").verdict == "B"
     same = judge.judge("q", "c", "bad one", "bad two")
     assert same.verdict == "tie" and json.loads(same.raw)["p_a"] == pytest.approx(0.5, abs=1e-6)
-    one_order = LocalJudge(ScriptedModel(tokenizer), tokenizer, both_orders=False)
+    one_order = LocalJudge(ScriptedModel(smol_tokenizer), smol_tokenizer, both_orders=False)
     assert one_order.judge("q", "c", "bad one", "bad two").verdict == "A"  # the bias shows with one order
     assert judge.stats()["forward_passes"] == 6 and one_order.stats()["forward_passes"] == 1
 
 
-def test_tie_margin_and_letter_mass(tokenizer):
-    wide = LocalJudge(ScriptedModel(tokenizer), tokenizer, margin=0.9)
+def test_tie_margin_and_letter_mass(smol_tokenizer):
+    wide = LocalJudge(ScriptedModel(smol_tokenizer), smol_tokenizer, margin=0.9)
     assert wide.judge("q", "c", "GOOD", "bad").verdict == "tie"  # 2 * 0.84 - 1 = 0.68 < 0.9
-    picky = LocalJudge(ScriptedModel(tokenizer, other=5.0), tokenizer, min_letter_prob=0.5)
+    picky = LocalJudge(ScriptedModel(smol_tokenizer, other=5.0), smol_tokenizer, min_letter_prob=0.5)
     result = picky.judge("q", "c", "meh", "bad")  # A and B both far below the other tokens
     assert result.verdict == "unparsed" and result.error is None and picky.stats()["parse_failures"] == 1
     with pytest.raises(JudgeError, match="margin"):
-        LocalJudge(ScriptedModel(tokenizer), tokenizer, margin=1.5)
+        LocalJudge(ScriptedModel(smol_tokenizer), smol_tokenizer, margin=1.5)
 
 
-def test_prompt_uses_the_chat_template_and_answer_prefix(tokenizer):
-    judge = LocalJudge(ScriptedModel(tokenizer), tokenizer, template="summarisation")
+def test_prompt_uses_the_chat_template_and_answer_prefix(smol_tokenizer):
+    judge = LocalJudge(ScriptedModel(smol_tokenizer), smol_tokenizer, template="summarisation")
     prompt = judge.prompt("A long post.", "1. Be concise.", "s1", "s2")
     assert "<|im_start|>user" in prompt and prompt.endswith("<|im_start|>assistant\nAnswer:")
     assert "Post: A long post." in prompt and "Summary A: s1" in prompt and "1. Be concise." in prompt
-    plain = LocalJudge(ScriptedModel(tokenizer), tokenizer, chat_template=False)
+    plain = LocalJudge(ScriptedModel(smol_tokenizer), smol_tokenizer, chat_template=False)
     assert plain.prompt("q", "c", "a", "b").endswith("one letter.\nAnswer:")
 
 
-def test_tiny_random_llama_end_to_end(tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512)
-    model = LlamaForCausalLM(config).eval()
-    judge = LocalJudge(model, tokenizer, margin=0.0, name="tiny")
+def test_tiny_random_llama_end_to_end(smol_tokenizer):
+    model = tiny_model(vocab_size=len(smol_tokenizer), max_position_embeddings=512)
+    judge = LocalJudge(model, smol_tokenizer, margin=0.0, name="tiny")
     items = [Comparison(f"q{i}", f"question {i}", "1. Be kind.", f"kind answer {i}", f"rude answer {i}", ["kind"],
                         [True]) for i in range(4)]
     verdicts = compare(judge, items, both_orders=False, workers=4, progress=False)

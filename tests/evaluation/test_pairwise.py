@@ -19,7 +19,14 @@ from sami.evaluation import (
     render_judge_prompt,
 )
 from sami.evaluation.pairwise import positions_for
-from sami.evaluation.templates import DIALOGUE_JUDGE_TEMPLATE, SUMMARISATION_JUDGE_TEMPLATE, resolve_template
+from sami.evaluation.templates import (
+    DIALOGUE_JUDGE_TEMPLATE,
+    JUDGE_TEMPLATES,
+    LOCAL_JUDGE_TEMPLATES,
+    SUMMARISATION_JUDGE_TEMPLATE,
+    judge_template,
+)
+from sami.generation.prompts import INSTRUCTIONS
 
 
 @pytest.mark.parametrize(
@@ -48,9 +55,16 @@ def test_templates_show_the_constitution_and_survive_braces():
         text = render_judge_prompt(template, "Q {x}", "1. Be concise.", "resp {a}", "resp {b}")
         assert "1. Be concise." in text and "Q {x}" in text and "resp {a}" in text and "resp {b}" in text
         assert "Final answer: A" in text
-    assert resolve_template("summarization") is SUMMARISATION_JUDGE_TEMPLATE
+    assert judge_template("summarization") is SUMMARISATION_JUDGE_TEMPLATE
     with pytest.raises(ValueError, match="missing"):
-        resolve_template("Is {response_a} better?")
+        judge_template("Is {response_a} better?")
+
+
+def test_every_task_has_judge_templates():
+    assert set(JUDGE_TEMPLATES) == set(LOCAL_JUDGE_TEMPLATES) == set(INSTRUCTIONS)
+    for task in INSTRUCTIONS:
+        assert judge_template(task) is JUDGE_TEMPLATES[task]
+        assert judge_template(task, local=True) is LOCAL_JUDGE_TEMPLATES[task]
 
 
 class PreferLonger:

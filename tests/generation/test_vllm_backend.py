@@ -24,10 +24,11 @@ from sami.generation import (  # noqa: E402
     build_generator,
     encode_prompts,
     generate_dataset,
-    read_records,
     resolve_template,
 )
+from sami.jsonl import read_jsonl  # noqa: E402
 from sami.principles import load_principles  # noqa: E402
+from sami.run_folder import RunFolder  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 logger = logging.getLogger(__name__)
@@ -123,8 +124,8 @@ def test_a_resumed_file_equals_an_uninterrupted_one(engine, tmp_path):
     lines = full_path.read_text().splitlines()
     cut_path.write_text("\n".join(lines[:3]) + "\n" + lines[3][:50])  # killed while writing the 4th record
     run(cut_path)
-    assert read_records(cut_path) == read_records(full_path)
-    assert {r["provenance"]["backend"] for r in read_records(full_path)} == {"vllm"}
+    assert read_jsonl(cut_path) == read_jsonl(full_path)
+    assert {r["provenance"]["backend"] for r in read_jsonl(full_path)} == {"vllm"}
 
 
 def test_swapped_weights_generate_as_a_fresh_engine_would(engine, prompts, perturbed_checkpoint):
@@ -142,7 +143,6 @@ def test_swapped_weights_generate_as_a_fresh_engine_would(engine, prompts, pertu
 def test_sami_run_keeps_one_engine_and_swaps_each_checkpoint_in(tmp_path, monkeypatch):
     """`sami run` on the vllm backend: one engine for the whole run, each new checkpoint swapped into it."""
     from sami.generation import vllm_backend
-    from sami.pipeline import read_metrics
     from sami.scripts import run
 
     starts, loads = [], []
@@ -156,11 +156,11 @@ def test_sami_run_keeps_one_engine_and_swaps_each_checkpoint_in(tmp_path, monkey
         "--max_eval_queries", "4", "--max_new_tokens", "16", "--temperature", "0.7", "--generation_dtype", "float32",
         "--drop_identical", "false", "--drop_truncated", "none", "--iterations", "2", "--initial_steps", "1",
         "--steps_growth", "0", "--per_device_train_batch_size", "2", "--learning_rate", "1e-4", "--use_cpu", "true",
-        "--generation_backend", "vllm", "--vllm_enforce_eager", "true", "--run_dir", str(run_dir),
+        "--generation_backend", "vllm", "--vllm_enforce_eager", "true", "--output_dir", str(run_dir),
     ]) == 0
     assert starts == [MODEL]  # one engine start for three generations and three held-out scorings
     assert [str(s).removeprefix(str(run_dir) + "/") for s in dict.fromkeys(loads)] == [
         MODEL, "iter_1/checkpoint", "iter_2/checkpoint"]
-    assert [m["iteration"] for m in read_metrics(run_dir)] == [0, 1, 2]
-    record = read_records(run_dir / "iter_2" / "generations.jsonl")[0]
+    assert [m["iteration"] for m in RunFolder(run_dir).read_metrics()] == [0, 1, 2]
+    record = read_jsonl(RunFolder(run_dir).iteration(2).generations)[0]
     assert (record["provenance"]["backend"], record["provenance"]["model"]) == ("vllm", "iter_1/checkpoint")

@@ -11,8 +11,10 @@ import torch.nn.functional as F
 from sami.objective import mi_lower_bound, sami_loss
 
 
-def close(actual: torch.Tensor, expected: float, tol: float = 1e-6) -> None:
-    torch.testing.assert_close(actual, torch.tensor(expected, dtype=actual.dtype), atol=tol, rtol=0)
+def close(actual: torch.Tensor, expected: float | list[float], tol: float = 1e-6) -> None:
+    """``actual`` (one value per query) equals ``expected`` (one number for every query, or one per query)."""
+    expected = torch.as_tensor(expected, dtype=actual.dtype).expand(actual.shape)
+    torch.testing.assert_close(actual, expected, atol=tol, rtol=0)
 
 
 def test_two_by_two_by_hand():
@@ -64,12 +66,16 @@ def test_three_by_three_by_hand():
 def test_matches_cross_entropy_reference():
     logp = torch.randn(4, 5, 5) * 3 - 10
     target = torch.arange(5).repeat(4)
-    rows = F.cross_entropy(logp.reshape(20, 5), target)  # row b*C+i of logp: softmax over j
-    cols = F.cross_entropy(logp.transpose(1, 2).reshape(20, 5), target)  # softmax over i
+    # row b*C+i of logp: softmax over j; then the mean over the C rows of each query
+    rows = F.cross_entropy(logp.reshape(20, 5), target, reduction="none").view(4, 5).mean(1)  # (B,)
+    cols = F.cross_entropy(logp.transpose(1, 2).reshape(20, 5), target, reduction="none").view(4, 5).mean(1)
     out = sami_loss(logp, row_weight=0.3, col_weight=0.9)
     torch.testing.assert_close(out.ce_rows, rows)
     torch.testing.assert_close(out.ce_cols, cols)
     torch.testing.assert_close(out.loss, 0.3 * rows + 0.9 * cols)
+    # the batch means are the cross-entropies over all B * C rows
+    torch.testing.assert_close(out.ce_rows.mean(), F.cross_entropy(logp.reshape(20, 5), target))
+    torch.testing.assert_close(out.ce_cols.mean(), F.cross_entropy(logp.transpose(1, 2).reshape(20, 5), target))
 
 
 @pytest.mark.parametrize("C", [2, 3, 5])
@@ -81,6 +87,19 @@ def test_uniform_matrix_gives_log_c_and_zero_bound(C):
     close(out.mi_bound_cols, 0.0)
     close(out.accuracy_rows, 0.0)  # all ties
     close(out.margin, 0.0)
+
+
+def test_statistics_are_per_query():
+    """Each query's values are those of the query alone; the batch value is their mean."""
+    logp = torch.randn(3, 4, 4) * 2
+    out = sami_loss(logp)
+    for b in range(3):
+        alone = sami_loss(logp[b : b + 1])
+        for name, value in vars(out).items():
+            torch.testing.assert_close(value[b : b + 1], getattr(alone, name), msg=name)
+    off = ~torch.eye(4, dtype=torch.bool)
+    torch.testing.assert_close(out.logp_mismatched.mean(), logp[:, off].mean())
+    torch.testing.assert_close(out.logp_matched.mean(), logp.diagonal(dim1=1, dim2=2).mean())
 
 
 def test_perfect_matrix_approaches_log_c():
@@ -114,7 +133,7 @@ def test_gradient_is_softmax_minus_identity():
     B, C = 2, 3
     logp = torch.randn(B, C, C, requires_grad=True)
     out = sami_loss(logp, row_weight=0.25, col_weight=0.75)
-    out.loss.backward()
+    out.loss.mean().backward()
     eye = torch.eye(C)
     expected = (0.25 * (logp.softmax(dim=2) - eye) + 0.75 * (logp.softmax(dim=1) - eye)) / (B * C)
     torch.testing.assert_close(logp.grad, expected.detach())
@@ -123,20 +142,25 @@ def test_gradient_is_softmax_minus_identity():
 
 
 def test_gradient_accumulation_equals_one_large_batch():
-    """Two micro-batches of 3 queries, each loss / 2, give the gradient of the batch of 6."""
+    """Two micro-batches of 3 queries, each mean loss / 2, give the gradient of the batch of 6; so do unequal
+    micro-batches (2 + 4 queries), each summed loss / 6 (what the trainer does)."""
     logp = torch.randn(6, 3, 3, requires_grad=True)
-    sami_loss(logp).loss.backward()
+    sami_loss(logp).loss.mean().backward()
     large = logp.grad.clone()
     logp.grad = None
     for half in logp.split(3):
-        (sami_loss(half).loss / 2).backward()
+        (sami_loss(half).loss.mean() / 2).backward()
+    torch.testing.assert_close(logp.grad, large)
+    logp.grad = None
+    for part in logp.split([2, 4]):
+        (sami_loss(part).loss.sum() / 6).backward()
     torch.testing.assert_close(logp.grad, large)
 
 
-def test_outputs_are_zero_dim_float32():
+def test_outputs_are_per_query_float32():
     out = sami_loss(torch.randn(2, 2, 2, dtype=torch.bfloat16))
     for name, value in vars(out).items():
-        assert value.shape == () and value.dtype == torch.float32, name
+        assert value.shape == (2,) and value.dtype == torch.float32, name
 
 
 def test_mi_lower_bound_matches_loss_output():

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from sami.pipeline import Pipeline, format_table, read_metrics
+from sami.errors import ConfigError
+from sami.pipeline import Pipeline, format_table
+from sami.run_folder import RunFolder
 from sami.scripts import run
 
 
@@ -15,19 +17,21 @@ def tiny_run_args(model_dir, run_dir, *extra):
         "--generation_dtype", "float32", "--drop_identical", "false", "--drop_truncated", "none",
         "--iterations", "2", "--initial_steps", "1", "--steps_growth", "1", "--per_device_train_batch_size", "2",
         "--learning_rate", "1e-3", "--use_cpu", "true", "--save_strategy", "steps", "--save_steps", "1",
-        "--run_dir", str(run_dir), "--output_dir", "unused", *extra,
+        "--output_dir", str(run_dir), *extra,
     ]
 
 
 def test_run_writes_the_whole_run_folder(tiny_model_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert run.main(tiny_run_args(tiny_model_dir, run_dir)) == 0
-    metrics = read_metrics(run_dir)
+    metrics = RunFolder(run_dir).read_metrics()
     assert [m["iteration"] for m in metrics] == [0, 1, 2]
-    assert all("mi_bound" in m and "response_length" in m for m in metrics)
+    assert all("mi/bound" in m and "accuracy/rows" in m and "response_length" in m for m in metrics)
     assert [m.get("train_steps") for m in metrics] == [None, 1, 2]
     for name in ("config.yaml", "principles.yaml", "constitutions.jsonl", "state.json"):
         assert (run_dir / name).exists(), name
+    config = RunFolder(run_dir).read_config()
+    assert config["model"] == str(tiny_model_dir) and "output_dir" not in config  # the folder is no setting
     for t in (1, 2):
         assert (run_dir / f"iter_{t}" / "checkpoint" / "config.json").exists()
         assert len((run_dir / f"iter_{t}" / "generations.jsonl").read_text().splitlines()) == 2 * t
@@ -42,11 +46,11 @@ def test_resume_after_a_crash_recomputes_nothing_finished(tiny_model_dir, tmp_pa
     original_train = Pipeline._train
     calls = []
 
-    def crash_in_iteration_2(self, start, iteration_dir, steps):
-        calls.append(iteration_dir.name)
-        if iteration_dir.name == "iter_2":
+    def crash_in_iteration_2(self, t):
+        calls.append(f"iter_{t}")
+        if t == 2:
             raise KeyboardInterrupt("killed")
-        return original_train(self, start, iteration_dir, steps)
+        return original_train(self, t)
 
     monkeypatch.setattr(Pipeline, "_train", crash_in_iteration_2)
     with pytest.raises(KeyboardInterrupt):
@@ -55,14 +59,14 @@ def test_resume_after_a_crash_recomputes_nothing_finished(tiny_model_dir, tmp_pa
     assert done == ["evaluate_0", "generate_1", "train_1", "evaluate_1", "generate_2"]
     stamps = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.jsonl")}
 
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(ConfigError, match="--resume"):
         run.main(tiny_run_args(tiny_model_dir, run_dir))
-    with pytest.raises(ValueError, match="differ from the run's config.yaml"):
+    with pytest.raises(ConfigError, match="differ from the run's config.yaml"):
         run.main(tiny_run_args(tiny_model_dir, run_dir, "--resume", "true", "--iterations", "3"))
 
     monkeypatch.setattr(Pipeline, "_train", original_train)
     assert run.main(tiny_run_args(tiny_model_dir, run_dir, "--resume", "true")) == 0
-    assert [m["iteration"] for m in read_metrics(run_dir)] == [0, 1, 2]
+    assert [m["iteration"] for m in RunFolder(run_dir).read_metrics()] == [0, 1, 2]
     for path, stamp in stamps.items():
         if path.name != "metrics.jsonl":
             assert path.stat().st_mtime_ns == stamp, f"{path} was rewritten"
@@ -71,12 +75,28 @@ def test_resume_after_a_crash_recomputes_nothing_finished(tiny_model_dir, tmp_pa
 
 def test_format_table_has_a_row_per_iteration():
     table = format_table([
-        {"iteration": 0, "mi_bound": 0.1, "mi_bound_rows": 0.1, "mi_bound_cols": 0.1, "accuracy_rows": 0.5,
-         "accuracy_cols": 0.5, "response_length": 40.0},
-        {"iteration": 1, "mi_bound": 0.2, "mi_bound_rows": 0.2, "mi_bound_cols": 0.2, "accuracy_rows": 0.7,
-         "accuracy_cols": 0.7, "response_length": 35.0, "train_queries": 8, "train_kept": 7},
+        {"iteration": 0, "mi/bound": 0.1, "mi/bound_rows": 0.1, "mi/bound_cols": 0.1, "accuracy/rows": 0.5,
+         "accuracy/cols": 0.5, "response_length": 40.0},
+        {"iteration": 1, "mi/bound": 0.2, "mi/bound_rows": 0.2, "mi/bound_cols": 0.2, "accuracy/rows": 0.7,
+         "accuracy/cols": 0.7, "response_length": 35.0, "train_queries": 8, "train_kept": 7},
     ])
     assert table.splitlines()[3].startswith("| 1 | 0.2000") and "7/8" in table
+    assert table.splitlines() == [
+        ("| iteration | MI bound (nats) | rows | cols | accuracy | identical pairs | response length (tokens) "
+         "| train data kept |"),
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| 0 | 0.1000 | 0.1000 | 0.1000 | 0.500 | nan | 40.0 | - |",
+        "| 1 | 0.2000 | 0.2000 | 0.2000 | 0.700 | nan | 35.0 | 7/8 |",
+    ]
+
+
+def test_the_run_folder_must_be_named(tmp_path, monkeypatch, capsys):
+    from sami.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--principles", "hh"]) == 2
+    assert "give --output_dir" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # no trainer_output/ or other default folder
 
 
 @pytest.mark.parametrize(
@@ -87,7 +107,21 @@ def test_format_table_has_a_row_per_iteration():
     ],
 )
 def test_inconsistent_configs_are_refused_before_any_work(tmp_path, extra, message):
-    args = ["--principles", "hh", "--run_dir", str(tmp_path / "run"), "--output_dir", "x", *extra]
-    with pytest.raises(ValueError, match=message):
+    args = ["--principles", "hh", "--output_dir", str(tmp_path / "run"), *extra]
+    with pytest.raises(ConfigError, match=message):
         run.main(args)
     assert not (tmp_path / "run").exists()
+
+
+def test_judge_iterations_adds_the_evaluation_protocol_as_a_stage(tiny_model_dir, tmp_path):
+    """--judge_iterations runs `sami evaluate --run_dir` after each iteration; verifiable principles need no judge."""
+    run_dir = tmp_path / "run"
+    argv = tiny_run_args(tiny_model_dir, run_dir, "--judge_iterations", "true", "--judge", "none")
+    argv[argv.index("hh")] = "verifiable"
+    assert run.main(argv) == 0
+    folder = RunFolder(run_dir)
+    assert [s for s in folder.done_stages() if s.startswith("judge_")] == ["judge_1", "judge_2"]
+    for t in (1, 2):
+        adherence = json.loads(folder.iteration(t).adherence("base").read_text())
+        assert adherence["trained_name"] == f"sami-iter{t}" and adherence["rows"]
+    assert folder.read_config()["judge"] == "none"  # `sami evaluate --run_dir` inherits the run's judge

@@ -1,5 +1,8 @@
 import pytest
 
+from sami.config.args import PrincipleArgs
+from sami.errors import ConfigError
+from sami.principles import load_principles, obtain_principles
 from sami.principles.writer import PrincipleWriterError, model_completer, parse_principle, write_principles
 
 
@@ -59,6 +62,12 @@ def test_empty_task_is_refused():
         write_principles("  ", 2, ScriptedWriter([]))
 
 
+def test_obtain_principles_loads_a_file_or_asks_for_one():
+    assert obtain_principles(PrincipleArgs(principles="hh")) == load_principles("hh")
+    with pytest.raises(ConfigError, match="--principles FILE .* or --task_description"):
+        obtain_principles(PrincipleArgs())
+
+
 @pytest.mark.slow
 def test_embedded_writer_produces_a_parseable_file(tmp_path):
     from sami.models import load_model
@@ -70,3 +79,25 @@ def test_embedded_writer_produces_a_parseable_file(tmp_path):
     )
     path = save_principles(principle_set, tmp_path / "principles.yaml")
     assert load_principles(path) == principle_set and len(principle_set) == 2
+
+
+def test_sami_principles_checks_and_writes_a_file(tmp_path, capsys):
+    from sami.scripts import principles
+
+    output = tmp_path / "checked.yaml"
+    assert principles.main(["--principles", "hh", "--output", str(output)]) == 0
+    assert load_principles(output) == load_principles("hh")
+    assert f"wrote 2 principles to {output}" in capsys.readouterr().out
+
+
+def test_obtain_principles_records_the_local_writer(monkeypatch):
+    import sami.models
+    from sami.principles import writer
+
+    monkeypatch.setattr(sami.models, "load_model", lambda spec, dtype: ("model", "tokenizer"))
+    lines = [" is short."] * 8 + [" is long."] * 8  # one round of 8 samples: principles, then antitheses
+    monkeypatch.setattr(writer, "model_completer", lambda model, tokenizer, temperature, seed: ScriptedWriter(lines))
+    args = PrincipleArgs(task_description="chat", num_principles=1, writer="my-writer", writer_aspects=["length"])
+    principle_set = obtain_principles(args)
+    assert [p.definition for p in principle_set] == ["The response is short."]
+    assert principle_set.metadata == {"writer": {"backend": "local", "model": "my-writer"}}

@@ -1,4 +1,4 @@
-"""A synthetic run directory in the layout `sami run` + `sami evaluate --run` write."""
+"""A synthetic run directory in the layout `sami run` + `sami evaluate --run_dir` write."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sami.evaluation import Verdict, summarize, write_verdicts
 from sami.evaluation.verifiable import adherence_report, load_verifiable_principles
+from sami.evaluation.winrates import summarize
 from sami.principles.io import Principle, PrincipleSet, save_principles
+from sami.records import Verdict, write_verdicts
 
 
 def _verdicts(iteration: int, baseline: str, p_win: float, rng: random.Random, n: int = 40) -> list[Verdict]:
@@ -42,7 +43,7 @@ def run_dir(tmp_path: Path) -> Path:
     run = tmp_path / "demo-run"
     run.mkdir()
     metrics = [
-        {"iteration": t, "mi_bound": mi, "mi_bound_rows": mi - 0.03, "mi_bound_cols": mi + 0.03,
+        {"iteration": t, "mi/bound": mi, "mi/bound_rows": mi - 0.03, "mi/bound_cols": mi + 0.03,
          "response_length": length, "num_constitutions": 2}
         for t, mi, length in [(0, 0.12, 61.0), (1, 0.25, 66.0), (2, 0.38, 70.5), (3, 0.46, 74.0)]
     ]

@@ -7,7 +7,9 @@ import json
 import pytest
 from matplotlib import image
 
-from sami.reporting import build_report, load_metrics, plot_mi_bound, plot_response_length, plot_win_rates
+from sami.reporting import build_report, plot_mi_bound, plot_response_length, plot_win_rates
+from sami.run_folder import RunFolder
+from sami.scripts import report
 
 
 def assert_png(path, min_width=400):
@@ -34,10 +36,11 @@ def test_report_from_a_run_directory(run_dir):
 def test_report_names_what_is_missing(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "metrics.jsonl").write_text('{"iteration": 0, "mi_bound": 0.1, "response_length": 50}\n'
-                                       '{"iteration": 1, "mi_bound": 0.2, "response_length": 55}\nnot json\n')
+    (run / "metrics.jsonl").write_text('{"iteration": 0, "mi/bound": 0.1, "response_length": 50}\n'
+                                       '{"iteration": 1, "mi/bound": 0.2, "response_length": 55}\nnot json\n')
     text = build_report(run).read_text()
-    assert "No judgements yet" in text and "sami evaluate --run" in text
+    assert "No judgements yet" in text and "sami evaluate --run_dir" in text
+    assert "| 1 | 0.200 | – | – | 55.0 |" in text
     with pytest.raises(FileNotFoundError, match="not found"):
         build_report(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
@@ -47,14 +50,32 @@ def test_report_names_what_is_missing(tmp_path):
 
 def test_metrics_keep_the_last_record_per_iteration(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(
-        "\n".join(json.dumps(r) for r in [{"iteration": 1, "mi_bound": 0.1}, {"iteration": 0, "mi_bound": 0.05},
-                                          {"iteration": 1, "mi_bound": 0.2, "response_length": 9}]))
-    assert load_metrics(tmp_path) == [{"iteration": 0, "mi_bound": 0.05},
-                                      {"iteration": 1, "mi_bound": 0.2, "response_length": 9}]
+        "\n".join(json.dumps(r) for r in [{"iteration": 1, "mi/bound": 0.1}, {"iteration": 0, "mi/bound": 0.05},
+                                          {"iteration": 1, "mi/bound": 0.2, "response_length": 9}]))
+    assert RunFolder(tmp_path).read_metrics() == [{"iteration": 0, "mi/bound": 0.05},
+                                                  {"iteration": 1, "mi/bound": 0.2, "response_length": 9}]
+
+
+def test_sami_report_writes_where_output_dir_says(run_dir, tmp_path, capsys):
+    out = tmp_path / "elsewhere"
+    assert report.main(["--run_dir", str(run_dir), "--output_dir", str(out), "--examples", "0"]) == 0
+    text = (out / "report.md").read_text()
+    assert "## Examples" not in text and f"sami report --run_dir {run_dir}" in text
+    assert not (run_dir / "report").exists()
+    assert str(out / "report.md") in capsys.readouterr().out
+
+
+def test_sami_report_errors_name_the_fix(tmp_path, capsys):
+    from sami.cli import main
+
+    assert main(["report"]) == 2
+    assert "give --run_dir" in capsys.readouterr().err
+    assert main(["report", "--run_dir", str(tmp_path / "missing")]) == 2
+    assert "not found" in capsys.readouterr().err
 
 
 def test_figures_survive_missing_values(tmp_path):
-    metrics = [{"iteration": 0, "mi_bound": None}, {"iteration": 1, "mi_bound": float("nan")}]
+    metrics = [{"iteration": 0, "mi/bound": None}, {"iteration": 1, "mi/bound": float("nan")}]
     assert_png(plot_mi_bound(metrics, tmp_path / "mi.png"))
     assert_png(plot_response_length([], tmp_path / "len.png"))
     table = {"base": {1: {"raw": {"estimate": 0.6, "ci_low": None, "ci_high": None}, "lc": {"estimate": None}}}}

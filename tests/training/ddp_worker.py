@@ -1,5 +1,6 @@
-"""One SAMI training step (and an evaluation) on a tiny model, run alone or under a launcher.
+"""Two SAMI training steps (and an evaluation) on a tiny model, run alone or under a launcher.
 
+    export PYTHONPATH=tests  # for tests/helpers.py
     python tests/training/ddp_worker.py OUT 4                                         # 1 process, batch 4
     accelerate launch --multi_gpu --num_processes 2 tests/training/ddp_worker.py OUT 2  # 2 processes x batch 2
     accelerate launch --config_file fsdp.yaml tests/training/ddp_worker.py OUT 2 CKPT  # FSDP, from a checkpoint
@@ -18,10 +19,10 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import gather_object
+from helpers import make_records, tiny_model
 from transformers import TrainerCallback
-from training_helpers import load_test_tokenizer, make_records, tiny_model
 
-from sami.models import training_placement
+from sami.models import load_tokenizer, training_placement
 from sami.training import SAMIConfig, SAMITrainer
 
 
@@ -58,15 +59,15 @@ def _fsdp_on_cpu(args: SAMIConfig) -> None:
 
 
 def main(out: str, per_device_batch: int, checkpoint: str | None = None) -> None:
-    tokenizer = load_test_tokenizer()
+    tokenizer = load_tokenizer("smollm2-135m")
     principles = ["concise", "comprehensive", "polite"]
     args = SAMIConfig(
         output_dir=str(Path(out) / "trainer"),
         per_device_train_batch_size=per_device_batch,
         per_device_eval_batch_size=per_device_batch,
-        max_steps=1,
+        max_steps=2,  # a second step: what runs only on the first one (lazy init, warm-up) cannot hide a failure
         optim="sgd",
-        learning_rate=1.0,  # one SGD step at lr 1: the update is the (averaged) gradient itself
+        learning_rate=1.0,  # SGD steps at lr 1: the update is the (averaged) gradient itself
         max_grad_norm=0.0,
         use_cpu=True,
         disable_tqdm=True,
@@ -75,7 +76,7 @@ def main(out: str, per_device_batch: int, checkpoint: str | None = None) -> None
     )
     _fsdp_on_cpu(args)
     trainer = SAMITrainer(
-        checkpoint if checkpoint is not None else tiny_model(len(tokenizer), seed=0),
+        checkpoint if checkpoint is not None else tiny_model(vocab_size=len(tokenizer), tie_word_embeddings=True),
         args,
         train_dataset=make_records(4, principles=principles),
         eval_dataset=make_records(4, principles=principles),

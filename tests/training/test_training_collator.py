@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from training_helpers import make_record
+from helpers import make_record
 
 from sami.constitutions import Constitution, render_constitution
 from sami.generation.prompts import PromptTemplate

@@ -29,7 +29,7 @@ def test_defaults_are_the_papers(tmp_path):
         ({"layout": "packed"}, "layout"),
         ({"row_weight": -1.0}, "weights must be >= 0"),
         ({"row_weight": 0.0, "col_weight": 0.0}, "at least one > 0"),
-        ({"loss_temperature": 0.0}, "loss_temperature > 0"),
+        ({"loss_temperature": 0.0}, "loss_temperature must be > 0"),
         ({"max_prompt_length": 0}, "max_prompt_length"),
         ({"use_lora": True, "lora_r": 0}, "lora_r"),
         ({"use_lora": True, "lora_dropout": 1.0}, "lora_dropout"),
@@ -38,6 +38,22 @@ def test_defaults_are_the_papers(tmp_path):
 )
 def test_errors_name_the_fix(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
+        SAMIConfig(output_dir=str(tmp_path), **overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"aggregation": "max"}, "aggregation must be 'mean' or 'sum'"),
+        ({"layout": "packed"}, "layout must be 'auto', 'plain' or 'shared'"),
+        ({"row_weight": -1.0}, "weights must be >= 0"),
+    ],
+)
+def test_objective_settings_are_validated_by_the_objective(tmp_path, overrides, message):
+    """One validation: the config raises the objective's own ConfigError."""
+    from sami.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
         SAMIConfig(output_dir=str(tmp_path), **overrides)
 
 

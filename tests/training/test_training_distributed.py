@@ -1,4 +1,4 @@
-"""Two CPU processes (accelerate launch, gloo) take the same step as one process with the same global batch:
+"""Two CPU processes (accelerate launch, gloo) take the same steps as one process with the same global batch:
 under DDP, and under FSDP2 with the model loaded from a checkpoint the way sami loads it for sharded training."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _launcher(config_file: Path | None = None) -> list[str]:
 
 def _run_two(out: Path, *worker_args: str, config_file: Path | None = None) -> None:
     """Run ddp_worker.py under the launcher with 2 processes x batch 2."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
            "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     command = [*_launcher(config_file), str(HERE / "ddp_worker.py"), str(out), "2", *worker_args]
     run = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
@@ -48,8 +48,9 @@ def _run_two(out: Path, *worker_args: str, config_file: Path | None = None) -> N
 
 
 def _assert_same_step(one: dict, two: dict) -> None:
-    """The same logged loss, evaluation metrics and updated weights (to 1e-6) from 1 and 2 processes."""
+    """The same logged losses, evaluation metrics and updated weights (to 1e-6) from 1 and 2 processes."""
     assert (one["world_size"], two["world_size"]) == (1, 2)
+    assert len(one["loss"]) == len(two["loss"]) == 2  # both steps ran
     assert two["loss"] == pytest.approx(one["loss"], abs=1e-6)
     assert two["mi_bound"] == pytest.approx(one["mi_bound"], abs=1e-6)
     for key in ("eval_loss", "eval_mi/bound", "eval_accuracy/rows", "eval_length/response"):

@@ -5,23 +5,20 @@ from __future__ import annotations
 import json
 
 import torch
-from training_helpers import make_records, tiny_model
+from helpers import make_records
 
+from sami.cli import main as sami
+from sami.jsonl import write_jsonl
 from sami.scripts.train import main, make_parser, parse_args
 
 
-def _write_jsonl(path, records):
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
-
-
-def test_sami_train_with_yaml_and_override(tmp_path, tokenizer):
+def test_sami_train_with_yaml_and_override(tmp_path, tokenizer, model_factory):
     from transformers import AutoModelForCausalLM
 
     base = tmp_path / "base"
-    tiny_model(len(tokenizer)).save_pretrained(base)
+    model_factory().save_pretrained(base)
     tokenizer.save_pretrained(base)
-    generations = _write_jsonl(tmp_path / "generations.jsonl", make_records(4))
+    generations = write_jsonl(make_records(4), tmp_path / "generations.jsonl")
     out = tmp_path / "checkpoint"
     config = tmp_path / "train.yaml"
     config.write_text(
@@ -45,12 +42,15 @@ def test_sami_train_with_yaml_and_override(tmp_path, tokenizer):
 def test_parse_errors_name_the_fix(tmp_path, capsys):
     config = tmp_path / "bad.yaml"
     config.write_text("learning_rat: 1.0e-6\n")
-    assert main(["--config", str(config), "--generations", "x.jsonl", "--output_dir", str(tmp_path)]) == 2
+    assert sami(["train", "--config", str(config), "--generations", "x.jsonl", "--output_dir", str(tmp_path)]) == 2
     assert "learning_rat" in capsys.readouterr().err
-    assert main(["--generations", "x.jsonl"]) == 2
+    assert sami(["train", "--generations", "x.jsonl"]) == 2
     assert "--output_dir" in capsys.readouterr().err
-    assert main(["--generations", "x.jsonl", "--output_dir", str(tmp_path), "--loss_temperature", "0"]) == 2
+    assert sami(["train", "--output_dir", str(tmp_path)]) == 2
+    assert "--generations" in capsys.readouterr().err
+    assert sami(["train", "--generations", "x.jsonl", "--output_dir", str(tmp_path), "--loss_temperature", "0"]) == 2
     assert "loss_temperature" in capsys.readouterr().err
 
-    script_args, args = parse_args(make_parser(), ["--generations", "g.jsonl", "--output_dir", str(tmp_path)])
-    assert (script_args.model, args.learning_rate, args.aggregation) == ("smollm2-135m", 5e-7, "mean")
+    model_args, data_args, args = parse_args(make_parser(), ["--generations", "g.jsonl", "--output_dir", str(tmp_path)])
+    assert (model_args.model, args.learning_rate, args.aggregation) == ("smollm2-135m", 5e-7, "mean")
+    assert data_args.generations == "g.jsonl" and data_args.eval_generations is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from training_helpers import make_records
+from helpers import make_records
 
 from sami.training import SAMIConfig, SAMITrainer, evaluate_sami, merge_lora_checkpoint
 from sami.training.trainer import METRICS
@@ -89,8 +89,8 @@ def _one_sgd_step(tmp_path, tokenizer, model_factory, records, batch, accumulati
 def test_gradient_accumulation_equals_one_large_batch(tmp_path, tokenizer, model_factory, n, small, large):
     """One SGD step at lr 1: the update is the gradient, so equal weights mean equal gradients.
 
-    The paper's code zeroed the gradients every micro-step (a pitfall of the authors' released code); here the accumulated update
-    must equal the large-batch one, also when the last micro-batch is smaller.
+    The paper's code zeroed the gradients every micro-step (a pitfall of the authors' released code); here the
+    accumulated update must equal the large-batch one, also when the last micro-batch is smaller.
     """
     records = make_records(n, principles=THREE)
     initial = dict(model_factory().named_parameters())
