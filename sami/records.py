@@ -14,6 +14,7 @@ fix) and ``to_dict``; files are read and written through :mod:`sami.jsonl`.
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,16 @@ from sami.jsonl import read_jsonl, write_jsonl
 
 class RecordError(SamiError, ValueError):
     """A record lacks a field or holds inconsistent values."""
+
+
+@cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
+
+
+@cache
+def _required_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
 
 
 def _require(data: Any, keys: tuple[str, ...], where: str, hint: str) -> None:
@@ -70,7 +81,7 @@ class GenerationRecord:
     def from_dict(cls, data: dict, where: str = "record") -> GenerationRecord:
         """Validate the structure of a generations record (see :meth:`check_trainable` for training)."""
         _require(data, cls.REQUIRED, where, "is it a generations record from `sami generate`?")
-        known = {f.name for f in fields(cls)}
+        known = _field_names(cls)
         record = cls(**{k: v for k, v in data.items() if k in known})
         name = f"{where} (query_id={record.query_id!r})"
         C = record.num_constitutions
@@ -159,7 +170,7 @@ class ResponseRecord:
             "a response file holds JSONL records of {query_id, query, constitution, response} "
             "(or the records `sami generate` writes)",
         )
-        known = {f.name for f in fields(cls)}
+        known = _field_names(cls)
         record = cls(**{k: v for k, v in data.items() if k in known})
         record.query_id = str(record.query_id)
         record.response = record.response or ""
@@ -234,9 +245,9 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "verdict") -> Verdict:
-        required = tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
+        required = _required_names(cls)
         _require(data, required, where, "is it a verdicts file written by `sami evaluate`?")
-        known = {f.name for f in fields(cls)}
+        known = _field_names(cls)
         unknown = set(data) - known
         record = {k: v for k, v in data.items() if k in known}
         if unknown:  # records written by a newer sami keep their extra keys
