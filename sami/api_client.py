@@ -19,7 +19,9 @@ should any other part of sami that calls an API model (docs/evaluation.md, "The 
   :class:`CompletionResult` with ``error`` set, counted as a failure. The caller decides.
 * **Cache**: answered requests are stored under ``cache_dir/<sha256[:2]>/<sha256>.json`` (the SHA-256
   of the canonical request body: model, messages, sampling parameters), as
-  ``{"request": body, "content": answer}``; a repeated request is answered from it.
+  ``{"request": body, "content": answer}``; a repeated request is answered from it. Each answer is
+  stored as soon as it arrives, so answers already received survive a crash or a later fatal error.
+  The caller can keep an unusable answer out of the cache (``complete(cacheable=...)``).
 * **Counters**: :meth:`APIClient.stats` (calls, cache hits, HTTP requests, retries, failures).
 """
 
@@ -40,6 +42,7 @@ import time
 import urllib.parse
 import urllib.request
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -187,9 +190,20 @@ class APIClient:
 
     # ------------------------------------------------------------------ public
     def complete(
-        self, messages: list[dict], *, model: str, max_tokens: int, temperature: float, seed: int | None = None
+        self,
+        messages: list[dict],
+        *,
+        model: str,
+        max_tokens: int,
+        temperature: float,
+        seed: int | None = None,
+        cacheable: Callable[[str], bool] | None = None,
     ) -> CompletionResult:
         """Send one chat request, or answer it from the cache.
+
+        ``cacheable(answer)`` says whether an answer may be cached (default: every answer): an answer
+        the caller cannot use (a judge's answer in the wrong format) is returned but not stored, and a
+        stored one it rejects is asked again, so a rerun never repeats a useless answer from the cache.
 
         Raises:
             APIAuthError: the key was rejected. APIError: HTTP 404 (base URL or model name).
@@ -202,7 +216,7 @@ class APIClient:
             body["seed"] = seed
         key = request_key(body)
         cached = self._cache_get(key)
-        if cached is not None:
+        if cached is not None and (cacheable is None or cacheable(cached)):
             self._count("cache_hits")
             return CompletionResult(cached, cached=True)
         try:
@@ -211,7 +225,8 @@ class APIClient:
             self._count("failures")
             logger.warning("%s request failed: %s", self.role, failure)
             return CompletionResult("", str(failure))
-        self._cache_put(key, body, content)
+        if cacheable is None or cacheable(content):
+            self._cache_put(key, body, content)
         return CompletionResult(content)
 
     def stats(self) -> dict:

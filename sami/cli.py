@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(COMMANDS[argv[0]])
         return module.main(argv[1:])
     except SamiError as error:
-        print(f"sami {argv[0]}: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split())  # one line, whatever the message holds
+        print(f"sami {argv[0]}: error: {message}", file=sys.stderr)
         return 2
 
 

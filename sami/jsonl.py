@@ -5,8 +5,9 @@ Every file sami writes goes through here, with one policy each:
 * :func:`read_jsonl` reads a file, with explicit choices for a missing file (an error, or no
   records) and for a torn last line (a run killed mid-write: dropped with a warning, or an
   error). A bad line anywhere else is always an error naming the file and line.
-* :func:`write_jsonl` / :func:`write_json` write atomically: a temporary file renamed into place,
-  so a reader never sees half a file.
+* :func:`write_jsonl` / :func:`write_json` (and :func:`write_text` for other formats) write
+  atomically: a ``<name>.partial`` file, fsynced, renamed into place, so a reader never sees half a
+  file (a killed writer leaves only the ``.partial`` file, which a resumed run deletes).
 * :class:`JsonlAppender` appends records to a file that grows while a long job runs; each
   :meth:`~JsonlAppender.commit` flushes and fsyncs, so a crash loses only uncommitted records.
 """
@@ -21,9 +22,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sami.errors import MissingFileError, SamiError
+from sami.textfile import read_utf8
 
 __all__ = ["JsonlAppender", "JsonlFileError", "MissingFileError", "drop_torn_tail", "read_json", "read_jsonl",
-           "write_json", "write_jsonl"]
+           "write_json", "write_jsonl", "write_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def read_jsonl(
         if missing == "empty" and not path.exists():
             return []
         raise MissingFileError(f"{what} {str(path)!r} not found; check the path")
-    records, lines = [], path.read_text(encoding="utf-8").splitlines()
+    records, lines = [], read_utf8(path, what, JsonlFileError).splitlines()
     last = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=0)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -76,7 +78,7 @@ def read_json(path: str | Path, *, what: str = "file") -> Any:
     if not path.is_file():
         raise MissingFileError(f"{what} {str(path)!r} not found; check the path")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_utf8(path, what, JsonlFileError))
     except json.JSONDecodeError as error:
         raise JsonlFileError(f"{path} is not valid JSON ({error.msg}); fix it or regenerate it") from None
 
@@ -87,15 +89,16 @@ def _dumps(record: Any) -> str:
 
 def write_jsonl(records: Iterable[dict], path: str | Path) -> Path:
     """Write records atomically (a temporary file renamed into place); create the folder."""
-    return _write_atomic(path, "".join(_dumps(r) + "\n" for r in records))
+    return write_text("".join(_dumps(r) + "\n" for r in records), path)
 
 
 def write_json(data: Any, path: str | Path) -> Path:
     """Write one JSON document atomically, indented for people to read."""
-    return _write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    return write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", path)
 
 
-def _write_atomic(path: str | Path, text: str) -> Path:
+def write_text(text: str, path: str | Path) -> Path:
+    """Write a text file (UTF-8) atomically; create the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")

@@ -19,17 +19,25 @@ import logging
 import random
 from collections.abc import Callable
 
+from transformers import ProgressCallback
+
 from sami.config.args import ConstitutionArgs, GenerationArgs, IterationArgs, ModelArgs, PrincipleArgs, QueryArgs
 from sami.config.evaluation import EvaluationArgs, JudgeArgs
 from sami.constitutions import ConstitutionSampler, build_sampler, query_rng
 from sami.data import load_queries, task_of
 from sami.errors import ConfigError, SamiError
-from sami.generation import EVAL_FILTERS, Generator, generate_dataset, kept_records, resolve_template
+from sami.evaluation.effect import iteration_adherence
+from sami.evaluation.protocol import evaluate_run, verifiable_principles
+from sami.evaluation.verifiable import VerifiablePrinciple
+from sami.generation import EVAL_FILTERS, Generator, generate_dataset, kept_records, resolve_backend, resolve_template
 from sami.jsonl import read_jsonl, write_jsonl
 from sami.models import load_for_training
 from sami.principles import PrincipleSet, load_principles, obtain_principles, save_principles
+from sami.records import read_generations
 from sami.run_folder import RunFolder
+from sami.tracking import IterationLogger, iteration_run, judgement_values, metric_values
 from sami.training import SAMIConfig, SAMITrainer
+from sami.training.progress import FileLoggedProgress, log_to_file, step_logger
 from sami.training.trainer import evaluate_sami
 
 logger = logging.getLogger(__name__)
@@ -63,14 +71,36 @@ class Pipeline:
         self.run_folder = RunFolder(training_args.output_dir)
         self.seed = training_args.seed
         self._generator: Generator | None = None  # created at the first generation, kept for the whole run
+        self.verifiable: list[VerifiablePrinciple] | None = None  # the principles' checkers, when all have one
+        self.iteration_logger = IterationLogger.for_run(training_args, self.run_folder.tracker_logs)
         validate_config(principle_args, query_args, generation_args)
+        quantization = model_args.options().quantization
+        if quantization and resolve_backend(generation_args.generation_backend) == "vllm":
+            raise ConfigError(f"{quantization} weights are for training (QLoRA); vLLM generates from the checkpoints "
+                              "sami saves: set --generation_backend hf, or drop --load_in_4bit/--load_in_8bit")
+        if principle_args.principles:  # the constitutions fail here, not after `run` wrote config.yaml
+            c = constitution_args
+            build_sampler(c.scheme, load_principles(principle_args.principles), c.num_constitutions, "train",
+                          c.principles_per_constitution)
 
     # ------------------------------------------------------------------------------------ the method
 
     def run(self) -> list[dict]:
-        """Run every unfinished stage; return the metrics of iterations 0..T."""
-        self.run_folder.start(self._resolved_config(), self.iteration_args.resume)
+        """Run every unfinished stage; return the metrics of iterations 0..T.
+
+        The log (every INFO line and the trainer's per-step metrics) goes to the run folder's ``run.log``.
+        """
+        self.run_folder.start(self._resolved_config(), self.iteration_args.resume,
+                              main_process=self.training_args.process_index == 0)
+        try:
+            with log_to_file(self.run_folder.log_path):
+                return self._run()
+        finally:
+            self.run_folder.release()  # a library caller (a notebook) frees the folder without exiting
+
+    def _run(self) -> list[dict]:
         principle_set = self._principles()
+        self.verifiable = verifiable_principles(principle_set)
         for principle in principle_set:
             logger.info("principle %s: + %s | - %s", principle.name, principle.definition, principle.antithesis)
         c = self.constitution_args
@@ -111,15 +141,19 @@ class Pipeline:
                 "sample with --temperature > 0, raise --max_new_tokens, or relax --drop_truncated/--drop_identical"
             )
         start = self._model_of(t - 1) if self.iteration_args.continue_from_previous else self.model_args.model
-        args = dataclasses.replace(
-            self.training_args, output_dir=str(iteration.trainer_dir), max_steps=self.iteration_args.steps(t)
-        )
-        model, tokenizer = load_for_training(start, args, dtype="float32")  # sharded: kept off the GPU
-        trainer = SAMITrainer(model, args, train_dataset=records, processing_class=tokenizer)
-        resume = any(iteration.trainer_dir.glob("checkpoint-*"))
-        trainer.train(resume_from_checkpoint=True if resume else None)
-        trainer.save_model(str(iteration.checkpoint))
-        del trainer, model
+        with iteration_run(self.training_args, t, self.run_folder.tracker_logs) as tracked:  # a tracker run per t
+            args = dataclasses.replace(
+                tracked, output_dir=str(iteration.trainer_dir), max_steps=self.iteration_args.steps(t)
+            )
+            model, tokenizer = self._load(start, args)
+            trainer = SAMITrainer(model, args, train_dataset=records, processing_class=tokenizer)
+            trainer.remove_callback(ProgressCallback)
+            trainer.add_callback(FileLoggedProgress)
+            iteration.clean_orphans()  # what a killed save left: temporary weight files
+            checkpoint = iteration.resumable_trainer_checkpoint()  # torn Trainer checkpoints are deleted
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            trainer.save_model(str(iteration.checkpoint))
+            del trainer, model
         gc.collect()
 
     def _evaluate(self, t: int, held_out: list, sampler: ConstitutionSampler) -> None:
@@ -130,12 +164,19 @@ class Pipeline:
         everything = read_jsonl(iteration.eval_generations, what="held-out generations")
         records = [r for r in everything if r.get("dropped") is None]
         lengths = [n for r in everything for n in r["response_tokens"]]
-        metrics: dict = {"iteration": t, "model": model_spec, "eval_queries": len(everything), "eval_scored": len(records)}
+        metrics: dict = {
+            "iteration": t, "model": self.run_folder.relative(model_spec), "eval_queries": len(everything),
+            "eval_scored": len(records),
+        }
         if records:
             args = dataclasses.replace(self.training_args, output_dir=str(iteration.trainer_dir))
-            scores = evaluate_sami(model_spec, records, args)
+            model, tokenizer = self._load(model_spec, args)
+            scores = evaluate_sami(model, records, args, tokenizer=tokenizer)
+            del model
             metrics.update({key: scores[f"eval_{key}"] for key in EVAL_METRICS if f"eval_{key}" in scores})
         metrics["response_length"] = sum(lengths) / max(1, len(lengths))
+        if self.verifiable is not None:
+            metrics.update(iteration_adherence(read_generations(iteration.eval_generations), self.verifiable))
         metrics["identical_pairs"] = sum(len({y.strip() for y in r["responses"]}) == 1 for r in everything) / max(
             1, len(everything)
         )
@@ -144,18 +185,24 @@ class Pipeline:
             metrics["train_queries"] = len(generated)
             metrics["train_kept"] = sum(r.get("dropped") is None for r in generated)
             metrics["train_steps"] = self.iteration_args.steps(t)
-        logger.info("iteration %d: %s", t, {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
+        step_logger.info("iteration %d: %s", t, metrics)
+        adherence = ""
+        if {"adherence/affirmed", "adherence/antithesis"} <= metrics.keys():
+            adherence = (f", adherence {100 * metrics['adherence/affirmed']:.0f}% affirmed / "
+                         f"{100 * metrics['adherence/antithesis']:.0f}% antithesis")
+        logger.info("iteration %d: held-out MI bound %.4f nats, %.0f tokens per response%s",
+                    t, metrics.get("mi/bound", float("nan")), metrics["response_length"], adherence)
         self.run_folder.append_metrics(metrics)
+        self.iteration_logger.log(t, metric_values(metrics))
 
     def _judge(self, t: int) -> None:
         """Iteration t against the base model on the run's held-out responses (the evaluation protocol)."""
-        from sami.evaluation.protocol import evaluate_run
-
         eval_args = EvaluationArgs(seed=self.seed, only_iterations=[t])
         evaluate_run(
             self.run_folder, eval_args, self.judge_args, self.generation_args, self.query_args,
-            self.constitution_args, self.principle_args,
+            self.constitution_args, self.principle_args, self.model_args,
         )
+        self.iteration_logger.log(t, judgement_values(self.run_folder.iteration(t)))
 
     # ------------------------------------------------------------------------------------ the parts
 
@@ -170,7 +217,7 @@ class Pipeline:
         config = {k: v for g in groups for k, v in dataclasses.asdict(g).items()}
         config.update({k: v for k, v in dataclasses.asdict(self.iteration_args).items() if k != "resume"})
         defaults = SAMIConfig(output_dir="x").to_dict()
-        config.update({k: v for k, v in self.training_args.to_dict().items() if defaults.get(k) != v and k != "output_dir"})
+        config.update({k: v for k, v in self.training_args.to_dict().items() if defaults.get(k) != v and affects_results(k)})
         config["seed"] = self.seed  # always: `sami evaluate --run_dir` rebuilds the run's constitutions from it
         return config
 
@@ -193,6 +240,11 @@ class Pipeline:
              for q in queries),
             path,
         )
+
+    def _load(self, spec: str, args: SAMIConfig):
+        """A model to train or score, with ``--dtype`` (default float32) and the loading options; off the
+        accelerator when sharded (FSDP/ZeRO-3 place it when they prepare it)."""
+        return load_for_training(spec, args, dtype=self.model_args.training_dtype, options=self.model_args.options())
 
     def _model_of(self, t: int) -> str:
         """The model of iteration t: the base at t = 0, else iteration t's checkpoint."""
@@ -219,7 +271,7 @@ class Pipeline:
         iteration = self.run_folder.iteration(t)
         output = iteration.generations if training else iteration.eval_generations
         if self._generator is None:
-            self._generator = g.generator(model_spec, self.seed)
+            self._generator = g.generator(model_spec, self.seed, self.model_args)
         generator = self._generator
         generator.load(model_spec)
         template = resolve_template(generator.tokenizer, self.query_args.task, g.prompt_kind, g.chain_of_thought)
@@ -233,6 +285,14 @@ class Pipeline:
         )
         logger.info("%s: %s", output, report.summary())
         generator.release()  # the trainer gets the accelerator's memory
+
+
+def affects_results(training_key: str) -> bool:
+    """Whether a trainer setting belongs in ``config.yaml`` (compared on ``--resume``): the run folder,
+    trackers and Hub pushing change no result, so a resumed run may change them (and no token is written)."""
+    return training_key != "output_dir" and not training_key.startswith(("hub_", "trackio_")) and training_key not in (
+        "push_to_hub", "report_to", "run_name", "project", "logging_dir"
+    )
 
 
 def validate_config(principle_args: PrincipleArgs, query_args: QueryArgs, generation_args: GenerationArgs) -> None:
@@ -253,17 +313,29 @@ def validate_config(principle_args: PrincipleArgs, query_args: QueryArgs, genera
 
 
 def format_table(metrics: list[dict]) -> str:
-    """The per-iteration table ``sami run`` prints (iteration 0 is the base model)."""
+    """The per-iteration table ``sami run`` prints (iteration 0 is the base model).
+
+    With verifiable principles it adds the held-out adherence to the affirmed principles and to their
+    antitheses, and the repetition rate (docs/effect.md).
+    """
     nan = float("nan")
-    header = ("| iteration | MI bound (nats) | rows | cols | accuracy | identical pairs | response length (tokens) "
-              "| train data kept |")
-    rows = [header, "|---:|---:|---:|---:|---:|---:|---:|---|"]
+    verifiable = any("adherence/affirmed" in m for m in metrics)
+    header = "| iteration | MI bound (nats) | rows | cols | accuracy | identical pairs | response length (tokens) |"
+    rule = "|---:|---:|---:|---:|---:|---:|---:|"
+    if verifiable:
+        header += " adherence: affirmed | antithesis | repetition |"
+        rule += "---:|---:|---:|"
+    rows = [header + " train data kept |", rule + "---|"]
     for m in metrics:
         kept = f"{m['train_kept']}/{m['train_queries']}" if "train_queries" in m else "-"
         accuracy = (m.get("accuracy/rows", nan) + m.get("accuracy/cols", nan)) / 2
-        rows.append(
+        row = (
             f"| {m['iteration']} | {m.get('mi/bound', nan):.4f} | {m.get('mi/bound_rows', nan):.4f} | "
             f"{m.get('mi/bound_cols', nan):.4f} | {accuracy:.3f} | {m.get('identical_pairs', nan):.2f} "
-            f"| {m['response_length']:.1f} | {kept} |"
+            f"| {m['response_length']:.1f} |"
         )
+        if verifiable:
+            row += (f" {100 * m.get('adherence/affirmed', nan):.0f}% | {100 * m.get('adherence/antithesis', nan):.0f}% "
+                    f"| {m.get('repetition', nan):.3f} |")
+        rows.append(row + f" {kept} |")
     return "\n".join(rows)

@@ -7,16 +7,19 @@
   compares; a generations record flattens into C of them.
 * :class:`Verdict`: one judged comparison of a candidate's response with a baseline's.
 
-Each class has ``from_dict`` (the one validation: an error names the record and the field to
-fix) and ``to_dict``; files are read and written through :mod:`sami.jsonl`.
+Each class has ``from_dict`` (the one validation: every field present and of its declared type,
+an integer ``query_id`` read as text; an error names the file, the record and the field to fix)
+and ``to_dict``; files are read and written through :mod:`sami.jsonl`.
 """
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 from sami.errors import SamiError
 from sami.jsonl import read_jsonl, write_jsonl
@@ -36,12 +39,77 @@ def _required_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
 
 
+@cache
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
 def _require(data: Any, keys: tuple[str, ...], where: str, hint: str) -> None:
     if not isinstance(data, dict):
         raise RecordError(f"{where} is a {type(data).__name__}, not a JSON object; {hint}")
     missing = [key for key in keys if key not in data]
     if missing:
         raise RecordError(f"{where} lacks the field(s) {missing}; {hint}")
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    """Whether a JSON value fits a field's type (``str | None``, ``list[int]``, ``Literal[...]``, ``dict``, ...)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is Literal:
+        return value in args
+    if origin is list or annotation is list:
+        return isinstance(value, list) and (not args or all(_matches(v, args[0]) for v in value))
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation in (int, float):
+        numbers = int if annotation is int else (int, float)
+        return isinstance(value, numbers) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    return True
+
+
+def _describe(annotation: Any, plural: bool = False) -> str:
+    """A field's type in words: ``text or null``, ``a list of integers``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a, plural) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin is list or annotation is list:
+        return f"a list of {_describe(args[0], plural=True)}" if args else "a list"
+    singular = {str: "text", int: "an integer", float: "a number", bool: "true/false", dict: "an object",
+                type(None): "null"}
+    several = {str: "strings", int: "integers", float: "numbers", bool: "booleans", dict: "objects",
+               type(None): "nulls"}
+    return (several if plural else singular).get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _check_types(cls: type, data: dict, name: str, hint: str) -> None:
+    """Raise :class:`RecordError` naming the first field of ``data`` whose value does not fit ``cls``'s type."""
+    for key, annotation in _field_types(cls).items():
+        if key in data and not _matches(data[key], annotation):
+            shown = repr(data[key])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise RecordError(
+                f"{name}: field {key!r} is {shown} ({type(data[key]).__name__}), expected {_describe(annotation)}; "
+                f"{hint}"
+            )
+
+
+def _query_id(data: dict) -> dict:
+    """``data`` with an integer ``query_id`` as text (ids read from CSV or written by hand may be numbers)."""
+    query_id = data.get("query_id")
+    if isinstance(query_id, int) and not isinstance(query_id, bool):
+        return {**data, "query_id": str(query_id)}
+    return data
 
 
 # ---------------------------------------------------------------------------------- generations
@@ -80,10 +148,13 @@ class GenerationRecord:
     @classmethod
     def from_dict(cls, data: dict, where: str = "record") -> GenerationRecord:
         """Validate the structure of a generations record (see :meth:`check_trainable` for training)."""
-        _require(data, cls.REQUIRED, where, "is it a generations record from `sami generate`?")
+        hint = "is it a generations record from `sami generate`?"
+        _require(data, cls.REQUIRED, where, hint)
+        data = _query_id(data)
+        name = f"{where} (query_id={data['query_id']!r})"
+        _check_types(cls, data, name, hint)
         known = _field_names(cls)
         record = cls(**{k: v for k, v in data.items() if k in known})
-        name = f"{where} (query_id={record.query_id!r})"
         C = record.num_constitutions
         if len(record.responses) != C:
             raise RecordError(
@@ -138,9 +209,24 @@ class GenerationRecord:
         return out
 
 
+def _rows(source: str | Path, what: str, missing: Literal["error", "empty"] = "error") -> list[dict]:
+    """The rows of a JSONL file (read by :func:`sami.jsonl.read_jsonl`: a torn last line is dropped), or of any
+    other record source: a ``.parquet``/``.csv``/``.arrow`` file, a ``datasets`` folder or a hub dataset id
+    (:func:`sami.record_sources.read_rows`, held-out splits first)."""
+    from sami.models.options import is_hub_id
+    from sami.record_sources import DATA_FILE_TYPES, EVAL_SPLITS, read_rows
+
+    path = Path(source).expanduser()
+    dataset = path.is_dir() or (path.is_file() and path.suffix in DATA_FILE_TYPES)
+    if dataset or is_hub_id(str(source).rpartition(":")[0] or str(source)):
+        return read_rows(source, splits=EVAL_SPLITS, what=what)
+    return read_jsonl(path, missing=missing, what=what)
+
+
 def read_generations(path: str | Path, *, missing: Literal["error", "empty"] = "error") -> list[GenerationRecord]:
-    """The records of a generations file, validated (a torn last line is dropped)."""
-    rows = read_jsonl(path, missing=missing, what="generations file")
+    """The records of a generations file (JSONL; a torn last line is dropped), a datasets folder or a hub dataset
+    id, validated; a dataset with several splits gives its held-out one (``eval``, ``test``, ``validation``)."""
+    rows = _rows(path, "generations file", missing)
     return [GenerationRecord.from_dict(row, f"{path}: record {n}") for n, row in enumerate(rows, start=1)]
 
 
@@ -165,16 +251,17 @@ class ResponseRecord:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "record") -> ResponseRecord:
-        _require(
-            data, cls.REQUIRED, where,
+        hint = (
             "a response file holds JSONL records of {query_id, query, constitution, response} "
-            "(or the records `sami generate` writes)",
+            "(or the records `sami generate` writes)"
         )
+        _require(data, cls.REQUIRED, where, hint)
+        data = _query_id(data)
+        if data["response"] is None:  # a chain-of-thought output without its answer: an empty response
+            data = {**data, "response": ""}
+        _check_types(cls, data, f"{where} (query_id={data['query_id']!r})", hint)
         known = _field_names(cls)
-        record = cls(**{k: v for k, v in data.items() if k in known})
-        record.query_id = str(record.query_id)
-        record.response = record.response or ""
-        return record
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -193,8 +280,9 @@ def response_records(rows: list[dict], source: str = "responses") -> list[Respon
 
 
 def read_responses(path: str | Path) -> list[ResponseRecord]:
-    """The responses of a response file or a generations file; an empty file is an error."""
-    rows = read_jsonl(path, what="response file")
+    """The responses of a response file or generations: JSONL, a datasets folder or a hub dataset id (held-out
+    split first, as :func:`read_generations`); no responses is an error."""
+    rows = _rows(path, "response file")
     if not rows:
         raise RecordError(f"response file {path} is empty; generate responses first")
     return response_records(rows, str(path))
@@ -246,7 +334,9 @@ class Verdict:
     @classmethod
     def from_dict(cls, data: dict, where: str = "verdict") -> Verdict:
         required = _required_names(cls)
-        _require(data, required, where, "is it a verdicts file written by `sami evaluate`?")
+        hint = "is it a verdicts file written by `sami evaluate`?"
+        _require(data, required, where, hint)
+        _check_types(cls, data, f"{where} (pair_id={data['pair_id']!r})", hint)
         known = _field_names(cls)
         unknown = set(data) - known
         record = {k: v for k, v in data.items() if k in known}

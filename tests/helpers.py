@@ -6,7 +6,14 @@ Import as ``from helpers import ...``: pytest puts ``tests/`` on ``sys.path`` (t
 
 from __future__ import annotations
 
+import contextlib
 import random
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -149,3 +156,43 @@ def make_record(index: int, C: int = 2, kind: str = "base", task: str = "dialogu
 def make_records(n: int, C: int = 2, kind: str = "base", **kwargs) -> list[dict]:
     """``n`` records ``make_record(0..n-1)``."""
     return [make_record(i, C=C, kind=kind, **kwargs) for i in range(n)]
+
+
+class LocalHub:
+    """Stands in for ``huggingface_hub.HfApi``: repos are folders under ``root``; every call is recorded."""
+
+    root: Path
+    calls: list
+
+    def __init__(self, **kwargs):
+        pass
+
+    def create_repo(self, repo_id, *, token=None, private=None, repo_type=None, exist_ok=False):
+        repo_id = repo_id if "/" in repo_id else f"me/{repo_id}"
+        self.calls.append(("create_repo", repo_id, private))
+        (self.root / repo_id).mkdir(parents=True, exist_ok=True)
+        return SimpleNamespace(repo_id=repo_id)
+
+    def upload_folder(self, *, repo_id, folder_path, ignore_patterns=None, **kwargs):
+        from huggingface_hub.utils import filter_repo_objects
+
+        self.calls.append(("upload_folder", repo_id, str(folder_path)))
+        folder = Path(folder_path)
+        files = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+        for name in filter_repo_objects(files, ignore_patterns=ignore_patterns):
+            (self.root / repo_id / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(folder / name, self.root / repo_id / name)
+        return SimpleNamespace(repo_url=f"https://huggingface.co/{repo_id}")
+
+
+@contextlib.contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
+    """Serve ``server`` (a real HTTP server on loopback) from a thread while inside; shut it down after."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from helpers import serving
 
 from sami.api_client import (
     APIAuthError,
@@ -80,15 +81,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def scripted_server() -> Iterator[ScriptedServer]:
-    server = ScriptedServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(ScriptedServer()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def make_client(server: ScriptedServer, **kwargs) -> APIClient:

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from sami.errors import ConfigError
 
@@ -29,10 +29,13 @@ class GenerateOutputArgs:
 
     output: str = field(default="generations.jsonl", metadata={"help": "Output JSONL (appended to; resumable)."})
     split: str = field(default="train", metadata={"help": "Query split: train, eval or all."})
-    principle_split: str = field(
+    principle_split: Literal["train", "eval"] = field(
         default="train", metadata={"help": "Principles to build constitutions from: train or eval (held out)."}
     )
     seed: int = field(default=0, metadata={"help": "Seeds constitutions and sampling."})
+
+    def __post_init__(self) -> None:
+        check_split(self.split)
 
 
 @dataclass
@@ -41,16 +44,19 @@ class TrainDataArgs:
 
     generations: str | None = field(
         default=None,
-        metadata={"help": "Generations JSONL to train on (`sami generate` output; records its filters dropped are "
-                  "skipped); required."},
+        metadata={"help": "Generations to train on: JSONL, datasets folder or hub id (owner/name[:config]), as "
+                  "`sami generate` writes or pushes them; records its filters dropped are skipped. Required."},
     )
     eval_generations: str | None = field(
-        default=None, metadata={"help": "Held-out generations JSONL; evaluated after training (eval_mi/bound, ...)."}
+        default=None,
+        metadata={"help": "Held-out generations (JSONL, datasets folder or hub id); evaluated after training "
+                  "(eval_mi/bound, ...)."},
     )
 
     def __post_init__(self) -> None:
         if not self.generations:
-            raise ConfigError("give --generations (or generations in the --config file): the JSONL to train on")
+            raise ConfigError("give --generations (or generations in the --config file): the JSONL, datasets folder "
+                              "or hub id to train on")
 
 
 @dataclass
@@ -65,6 +71,16 @@ class ReportArgs:
     def __post_init__(self) -> None:
         if not self.run_dir:
             raise ConfigError("give --run_dir (or run_dir in the --config file): the folder `sami run` wrote")
+
+
+def check_split(split: str) -> None:
+    """Refuse a ``--split`` that names no query split (``test`` and ``validation`` mean ``eval``)."""
+    from sami.data.common import QueryValueError, normalise_split
+
+    try:
+        normalise_split(split)
+    except QueryValueError as error:
+        raise ConfigError(f"--split {split}: {error}") from None
 
 
 def require_output_dir(parser: SamiParser, argv: list[str] | None, what: str) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Any, Literal
 
-from sami.config.args import ConstitutionArgs, GenerationArgs, QueryArgs
+from sami.config.args import ConstitutionArgs, GenerationArgs, ModelLoadingArgs, QueryArgs
+from sami.config.commands import check_split
 from sami.config.parser import SamiParser
 from sami.errors import ConfigError
 from sami.evaluation.pairwise import DEFAULT_MAX_UNPARSED_FRACTION
+from sami.models.options import ModelOptions
 from sami.run_folder import RunFolder
 
 Mode = Literal["files", "models", "run"]
@@ -27,10 +29,12 @@ class EvaluationArgs:
 
     candidate_responses: str | None = field(
         default=None,
-        metadata={"help": "JSONL of the candidate's responses: {query_id, query, constitution, response} records, "
-                  "or a generations file (`sami generate`, `sami run`)."},
+        metadata={"help": "The candidate's responses (JSONL, datasets folder or hub id): {query_id, query, "
+                  "constitution, response} records, or generations (`sami generate`, `sami run`)."},
     )
-    baseline_responses: str | None = field(default=None, metadata={"help": "JSONL of the baseline's responses."})
+    baseline_responses: str | None = field(
+        default=None, metadata={"help": "The baseline's responses (JSONL, datasets folder or hub id)."}
+    )
     candidate: str | None = field(
         default=None,
         metadata={"help": "Candidate model spec (embedded name, checkpoint folder, .gguf or hub id); its responses "
@@ -69,7 +73,7 @@ class EvaluationArgs:
         metadata={"help": "Compare only the (query, constitution) pairs both sides answer instead of failing."},
     )
     split: str = field(default="eval", metadata={"help": "Query split to generate on: eval (held out), train or all."})
-    principle_split: str = field(
+    principle_split: Literal["train", "eval"] = field(
         default="train", metadata={"help": "Principles to build constitutions from: train or eval (held out)."}
     )
     constitutions: Literal["first", "all"] = field(
@@ -84,7 +88,17 @@ class EvaluationArgs:
         default=None, metadata={"help": "Folder for responses, verdicts and summaries (not with --run_dir)."}
     )
     seed: int = field(default=0, metadata={"help": "Seeds A/B positions, the query sample and the constitutions."})
+    push_verdicts_to_hub: str | None = field(
+        default=None,
+        metadata={"help": "Hub dataset repo (user/name) to push every verdict to (one table, with `iteration`)."},
+    )
+    private_dataset: bool = field(
+        default=False, metadata={"help": "Create the pushed dataset repo as private (an existing repo keeps its visibility)."}
+    )
     no_progress: bool = field(default=False, metadata={"help": "Hide progress bars."})
+
+    def __post_init__(self) -> None:
+        check_split(self.split)
 
     def mode(self) -> Mode:
         """What the flags ask to compare; a :class:`ConfigError` names the fix for any other combination."""
@@ -154,6 +168,12 @@ class JudgeArgs:
     judge_concurrency: int = field(default=8, metadata={"help": "Requests in flight at once."})
     judge_max_tokens: int = field(default=256, metadata={"help": "Judge completion budget."})
     judge_dtype: str = field(default="auto", metadata={"help": "Local judge: weights dtype (auto, float32, bfloat16)."})
+    judge_model_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={"help": "Local judge: loading options as JSON (a mapping in YAML), the keys of the model options: "
+                  "dtype (instead of --judge_dtype), revision, trust_remote_code, attn_implementation, device_map, "
+                  "load_in_4bit, load_in_8bit, bnb_4bit_quant_type, use_bnb_nested_quant."},
+    )
     margin: float = field(default=0.1, metadata={"help": "Local judge: tie band on 2 p(A) - 1."})
     both_orders: bool = field(default=False, metadata={"help": "Judge every pair in both A/B orders."})
     workers: int = field(default=8, metadata={"help": "Judging threads (capped by the judge's concurrency)."})
@@ -164,10 +184,20 @@ class JudgeArgs:
     )
     allow_unparsed: bool = field(default=False, metadata={"help": "Never fail on unparsed verdicts (still counted)."})
 
+    def __post_init__(self) -> None:
+        options, _ = self.judge_loading()  # bad JSON, an unknown key or a dtype typo fail before any work
+        options.check_quantization()
 
-RUN_SETTINGS = (QueryArgs, ConstitutionArgs, GenerationArgs, JudgeArgs)
+    def judge_loading(self) -> tuple[ModelOptions, str]:
+        """The local judge's loading options and dtype (``--judge_model_kwargs``' dtype, else ``--judge_dtype``)."""
+        options, dtype = ModelOptions.from_kwargs(self.judge_model_kwargs, "--judge_model_kwargs")
+        return options, dtype or self.judge_dtype
+
+
+RUN_SETTINGS = (QueryArgs, ConstitutionArgs, GenerationArgs, JudgeArgs, ModelLoadingArgs)
 """The groups whose values ``--run_dir`` takes from the run's ``config.yaml`` (and ``seed``): the
-settings a run and its evaluation share. Principles come from ``RUN_DIR/principles.yaml``."""
+settings a run and its evaluation share (the loading options included, so regenerated responses load
+the models as the run did). Principles come from ``RUN_DIR/principles.yaml``."""
 
 
 def run_settings(run: RunFolder) -> dict:

@@ -83,3 +83,18 @@ def load_error(hub_id: str, location: str, env_var: str, layout: str, error: Exc
         f"Without network access, download the files and set {env_var}=/path/to/dir (or pass data_path=) "
         f"with the layout {layout}"
     )
+
+
+def require_hub_dataset(location: str, env_var: str, layout: str) -> None:
+    """Fail at once, naming the offline fix, when the hub dataset ``location`` cannot be reached
+    (``datasets`` would retry for half a minute first)."""
+    from sami.hub_access import HubUnreachableError, require_hub
+
+    try:
+        require_hub(
+            location, repo_type="dataset",
+            local=f"download its files and pass --query_data_path /path/to/dir (or set {env_var}) with the layout "
+            f"{layout}",
+        )
+    except HubUnreachableError as error:
+        raise QuerySourceError(str(error)) from None

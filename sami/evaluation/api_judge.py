@@ -9,7 +9,8 @@ stored or logged). The client's fatal errors reach the caller as the judge's:
 an instance of the client's error. A request that ends without an answer otherwise (retries used
 up on 429/5xx/timeout, a malformed body, a 400) returns an ``"unparsed"`` result with ``error``
 set, counted in :meth:`APIJudge.stats` as a failure, apart from answers in the wrong format
-(``parse_failures``).
+(``parse_failures``). Only answers in the expected format are cached: a failure or an answer in the
+wrong format is asked again by a rerun.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class APIJudge:
             messages.insert(0, {"role": "system", "content": self.system_prompt})
         with _judge_errors():
             result = self.client.complete(messages, model=self.model, max_tokens=self.max_tokens,
-                                          temperature=self.temperature)
+                                          temperature=self.temperature, cacheable=_in_format)
         if result.failed:
             return JudgeResult("unparsed", result.content, result.error)
         verdict = parse_verdict(result.content)
@@ -121,6 +122,11 @@ class APIJudge:
         """The client's counters (calls, cache_hits, requests, retries, failures) and parse_failures."""
         with self._lock:
             return {"judge": self.name, **self.client.stats(), "parse_failures": self._parse_failures}
+
+
+def _in_format(answer: str) -> bool:
+    """Whether an answer ends in a verdict; one that does not is not cached, so a rerun asks again."""
+    return parse_verdict(answer) != "unparsed"
 
 
 @contextlib.contextmanager

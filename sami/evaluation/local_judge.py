@@ -19,11 +19,15 @@ from __future__ import annotations
 import json
 import math
 import threading
+from typing import TYPE_CHECKING
 
 import torch
 
 from sami.evaluation.judges import JudgeError, JudgeResult
 from sami.evaluation.templates import LOCAL_ANSWER_PREFIX, judge_template, render_judge_prompt
+
+if TYPE_CHECKING:
+    from sami.models.options import ModelOptions
 
 
 class LocalJudge:
@@ -77,11 +81,14 @@ class LocalJudge:
         self._counts = {"calls": 0, "forward_passes": 0, "failures": 0, "parse_failures": 0}
 
     @classmethod
-    def from_spec(cls, spec: str, *, dtype: str = "auto", device: str = "auto", **kwargs) -> LocalJudge:
-        """Load any model spec :func:`sami.models.loading.load_model` accepts (``"smollm2-135m"``, a folder ...)."""
+    def from_spec(
+        cls, spec: str, *, dtype: str = "auto", device: str = "auto", options: ModelOptions | None = None, **kwargs
+    ) -> LocalJudge:
+        """Load any model spec :func:`sami.models.loading.load_model` accepts (``"smollm2-135m"``, a folder ...),
+        with its loading ``options`` (revision, trust_remote_code, attn_implementation, device_map, 4/8-bit)."""
         from sami.models.loading import load_model
 
-        model, tokenizer = load_model(spec, dtype=dtype, device=device)
+        model, tokenizer = load_model(spec, dtype=dtype, device=device, options=options)
         kwargs.setdefault("name", f"local:{spec}")
         return cls(model, tokenizer, **kwargs)
 

@@ -240,6 +240,11 @@ class MismatchedResponsesError(SamiError, ValueError):
     """The two sides of a comparison do not cover the same (query, constitution) pairs."""
 
 
+def _preview(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
 def pair_key(record: ResponseRecord) -> tuple[str, str]:
     """(query id, constitution with its whitespace normalised): what matches two sides' responses."""
     return (record.query_id, " ".join(record.constitution.split()))
@@ -266,7 +271,8 @@ def comparisons_from_records(
         empty responses.
 
     Raises:
-        MismatchedResponsesError: the sides differ and ``intersect`` is False, or they share nothing.
+        MismatchedResponsesError: the sides differ and ``intersect`` is False, or they share nothing, or a
+            query id holds different query texts on the two sides (whatever ``intersect`` says).
     """
     sides = {}
     for name, records in (("candidate", candidate), ("baseline", baseline)):
@@ -300,6 +306,17 @@ def comparisons_from_records(
             f"{len(base)}, shared {len(shared)}; only in candidate: {len(only_candidate)} ({show(only_candidate)}); "
             f"only in baseline: {len(only_baseline)} ({show(only_baseline)}). Generate both on the same query set, "
             "split, seed and constitutions" + ("" if not shared else ", or pass --intersect to compare the shared ones")
+        )
+    different = [k for k in shared if " ".join(cand[k].query.split()) != " ".join(base[k].query.split())]
+    if different:
+        first = different[0]
+        more = len({k[0] for k in different}) - 1
+        raise MismatchedResponsesError(
+            f"query {first[0]!r} has different texts in the candidate's and the baseline's responses (candidate: "
+            f"{_preview(cand[first].query)}; baseline: {_preview(base[first].query)})"
+            + (f", and so do {more} more query ids" if more else "")
+            + ": the two sides answered different questions under the same id. Generate both sides from the same "
+            "query file or set (`sami generate --queries ...`)"
         )
     comparisons = []
     seen_queries: dict[str, int] = {}

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sami.config.args import ConstitutionArgs, GenerationArgs, PrincipleFileArgs, QueryArgs
+from sami.config.args import ConstitutionArgs, GenerationArgs, ModelLoadingArgs, PrincipleFileArgs, QueryArgs
 from sami.config.evaluation import EvaluationArgs, JudgeArgs
 from sami.constitutions import Constitution, ConstitutionSampler, build_sampler
 from sami.data import Query, load_queries
@@ -67,8 +67,9 @@ def make_judge(judge_args: JudgeArgs, task: str, cache_dir: Path, device: str) -
     if judge_args.judge == "local":
         from sami.evaluation.local_judge import LocalJudge  # imports torch
 
+        options, dtype = judge_args.judge_loading()
         return LocalJudge.from_spec(
-            judge_args.judge_model or DEFAULT_MODEL, dtype=judge_args.judge_dtype, device=device, template=template,
+            judge_args.judge_model or DEFAULT_MODEL, dtype=dtype, device=device, options=options, template=template,
             margin=judge_args.margin,
         )
     return None
@@ -179,7 +180,8 @@ class ResponseGenerator:
     Each model's responses are a generations file that :func:`sami.generation.generate_dataset`
     writes (the generator and resume logic of ``sami generate``): a rerun generates only what is
     missing, and a file generated with other settings is refused, naming what differs. One
-    generator serves every model (a vLLM engine swaps weights instead of restarting).
+    generator serves every model (a vLLM engine swaps weights instead of restarting); ``loading``
+    (``--dtype``, ``--attn_implementation``, ...) says how every model is loaded.
     """
 
     def __init__(
@@ -190,9 +192,11 @@ class ResponseGenerator:
         constitution_args: ConstitutionArgs,
         generation_args: GenerationArgs,
         task: str,
+        loading: ModelLoadingArgs | None = None,
     ):
         self.queries, self.principle_set, self.task = queries, principle_set, task
         self.eval_args, self.constitution_args, self.generation_args = eval_args, constitution_args, generation_args
+        self.loading = loading
         self._sampler: ConstitutionSampler | None = None
         self._generator = None
 
@@ -221,7 +225,7 @@ class ResponseGenerator:
 
         g, seed, sampler = self.generation_args, self.eval_args.seed, self.sampler
         if self._generator is None:
-            self._generator = g.generator(spec, seed)
+            self._generator = g.generator(spec, seed, self.loading)
         self._generator.load(spec)
         template = resolve_template(self._generator.tokenizer, self.task, g.prompt_kind, g.chain_of_thought)
         generate_dataset(
@@ -247,8 +251,8 @@ def held_out_queries(query_args: QueryArgs, eval_args: EvaluationArgs) -> list[Q
 
 
 def settings_of(*groups) -> dict:
-    """Every setting of an evaluation, for its summary."""
-    return {key: value for group in groups for key, value in dataclasses.asdict(group).items()}
+    """Every setting of an evaluation, for its summary (groups that are None are left out)."""
+    return {key: value for group in groups if group is not None for key, value in dataclasses.asdict(group).items()}
 
 
 def model_name(spec: str) -> str:
@@ -291,10 +295,12 @@ def compare_models(
     query_args: QueryArgs,
     constitution_args: ConstitutionArgs,
     principle_args: PrincipleFileArgs,
+    loading: ModelLoadingArgs | None = None,
 ) -> list[dict]:
-    """Generate ``--candidate``'s and ``--baseline``'s responses into ``--output_dir``, then judge them."""
+    """Generate ``--candidate``'s and ``--baseline``'s responses into ``--output_dir`` (the models loaded with
+    ``loading``), then judge them."""
     principle_set = load_principles(principle_args.principles) if principle_args.principles else None
-    groups = (eval_args, judge_args, generation_args, query_args, constitution_args, principle_args)
+    groups = (eval_args, judge_args, generation_args, query_args, constitution_args, principle_args, loading)
     evaluator = Evaluator(eval_args, judge_args, principle_set, settings_of(*groups))
     folder = EvaluationFolder(Path(eval_args.output_dir))
     candidate_name = eval_args.candidate_name or model_name(eval_args.candidate)
@@ -303,7 +309,7 @@ def compare_models(
         baseline_name += "-baseline"
     responder = ResponseGenerator(
         held_out_queries(query_args, eval_args), principle_set, eval_args, constitution_args, generation_args,
-        query_args.task,
+        query_args.task, loading,
     )
     candidate = Side(candidate_name, responder.responses(eval_args.candidate, folder.responses(candidate_name)))
     baseline = Side(baseline_name, responder.responses(eval_args.baseline, folder.responses(baseline_name)))
@@ -319,6 +325,7 @@ def evaluate_run(
     query_args: QueryArgs,
     constitution_args: ConstitutionArgs,
     principle_args: PrincipleFileArgs,
+    loading: ModelLoadingArgs | None = None,
 ) -> list[dict]:
     """Each iteration of ``run`` against its base model (and ``--second_baseline``), into ``iter_<t>/``.
 
@@ -326,15 +333,16 @@ def evaluate_run(
     (``iter_<t>/eval_generations.jsonl``, ``iter_0`` being the base model), so the comparison uses
     exactly the run's held-out queries and constitutions. ``--regenerate`` (or a run without them)
     generates responses from ``iter_<t>/checkpoint`` and the base model (``--baseline``, else the
-    run's ``model``). Baseline responses and the judge's cache go to ``RUN_DIR/eval/``. The
-    principles are ``--principles``, else the run's ``principles.yaml``.
+    run's ``model``), each model loaded with ``loading``. Baseline responses and the judge's cache go to
+    ``RUN_DIR/eval/``. The principles are ``--principles``, else the run's ``principles.yaml``.
     """
     run.require()
+    run.lock()  # no `sami run` may write here meanwhile (inside `sami run --judge_iterations` it holds the lock)
     if principle_args.principles:
         principle_set = load_principles(principle_args.principles)
     else:
         principle_set = load_principles(run.principles) if run.principles.exists() else None
-    groups = (eval_args, judge_args, generation_args, query_args, constitution_args, principle_args)
+    groups = (eval_args, judge_args, generation_args, query_args, constitution_args, principle_args, loading)
     evaluator = Evaluator(eval_args, judge_args, principle_set, settings_of(*groups))
     iterations = iterations_to_evaluate(run, eval_args.only_iterations)
     base = run.iteration(0)
@@ -349,7 +357,7 @@ def evaluate_run(
     else:
         queries = held_out_queries(query_args, eval_args)
     responder = ResponseGenerator(
-        queries, principle_set, eval_args, constitution_args, generation_args, query_args.task
+        queries, principle_set, eval_args, constitution_args, generation_args, query_args.task, loading
     )
     if reuse:
         base_responses = flatten(base_generations, eval_args.constitutions)
@@ -412,14 +420,16 @@ def evaluate(
     query_args: QueryArgs,
     constitution_args: ConstitutionArgs,
     principle_args: PrincipleFileArgs,
+    loading: ModelLoadingArgs | None = None,
 ) -> list[dict]:
-    """What the flags ask for: two response files, two models, or the iterations of a run."""
+    """What the flags ask for: two response files, two models, or the iterations of a run; the models that
+    generate responses are loaded with ``loading``."""
     mode = eval_args.mode()
+    groups = (eval_args, judge_args, generation_args, query_args, constitution_args, principle_args)
     if mode == "run":
-        run = RunFolder(eval_args.run_dir)
-        return evaluate_run(run, eval_args, judge_args, generation_args, query_args, constitution_args, principle_args)
+        return evaluate_run(RunFolder(eval_args.run_dir), *groups, loading)
     if mode == "models":
-        return compare_models(eval_args, judge_args, generation_args, query_args, constitution_args, principle_args)
+        return compare_models(*groups, loading)
     return compare_files(eval_args, judge_args, generation_args, query_args, principle_args)
 
 

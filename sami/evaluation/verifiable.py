@@ -169,13 +169,72 @@ def verifiable_from_set(principle_set: PrincipleSet, source: str = "principles")
     return result
 
 
+# ---------------------------------------------------------------------------- paired statistics
+@dataclass(frozen=True)
+class PairedRates:
+    """Adherence of the same items before and after training.
+
+    ``p_value``: exact McNemar test (a two-sided binomial test on the discordant pairs).
+    ``ci_low``/``ci_high``: Newcombe's hybrid score interval for a paired difference (Newcombe 1998,
+    method 10), which stays inside [-1, 1] and behaves at rates near 0 or 1.
+    """
+
+    n: int
+    base_rate: float
+    trained_rate: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+def wilson_interval(successes: int, n: int, z: float) -> tuple[float, float]:
+    """Wilson's score interval for a proportion."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def paired_rates(base: Mapping[str, bool], trained: Mapping[str, bool], confidence: float = 0.95) -> PairedRates:
+    """Compare adherence on the items both sides have (the same query under the same stance)."""
+    keys = sorted(set(base) & set(trained))
+    n = len(keys)
+    if not n:
+        nan = float("nan")
+        return PairedRates(0, nan, nan, nan, nan, nan, nan)
+    both = sum(base[k] and trained[k] for k in keys)
+    lost = sum(base[k] and not trained[k] for k in keys)
+    gained = sum(trained[k] and not base[k] for k in keys)
+    neither = n - both - lost - gained
+    p_base, p_trained = (both + lost) / n, (both + gained) / n
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    low_t, high_t = wilson_interval(both + gained, n, z)
+    low_b, high_b = wilson_interval(both + lost, n, z)
+    denominator = (both + lost) * (gained + neither) * (both + gained) * (lost + neither)
+    concordance = both * neither - lost * gained
+    if concordance > 0:  # Newcombe's continuity correction: an all-concordant table keeps a width
+        concordance = max(concordance - n / 2, 0)
+    phi = concordance / math.sqrt(denominator) if denominator else 0.0
+    difference = p_trained - p_base
+    below = (p_trained - low_t) ** 2 - 2 * phi * (p_trained - low_t) * (high_b - p_base) + (high_b - p_base) ** 2
+    above = (high_t - p_trained) ** 2 - 2 * phi * (high_t - p_trained) * (p_base - low_b) + (p_base - low_b) ** 2
+    p_value = stats.binomtest(gained, gained + lost).pvalue if gained + lost else 1.0
+    return PairedRates(
+        n, p_base, p_trained, difference,
+        max(-1.0, difference - math.sqrt(max(0.0, below))), min(1.0, difference + math.sqrt(max(0.0, above))),
+        float(p_value),
+    )
+
+
 # ---------------------------------------------------------------------------- adherence report
 @dataclass(frozen=True)
 class AdherenceRow:
     """Adherence to one stance (a principle affirmed, or its antithesis) for base and trained.
 
-    ``p_value``: exact McNemar test on the queries both models answered (discordant pairs), or
-    Fisher's exact test when the two sides share no query ids.
+    ``p_value``: exact McNemar test on the queries both models answered (discordant pairs), with
+    Newcombe's interval ``ci_low``/``ci_high`` on the difference; Fisher's exact test (no interval)
+    when the two sides share no query ids.
     """
 
     principle: str
@@ -187,16 +246,18 @@ class AdherenceRow:
     difference: float
     p_value: float
     test: str
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
 
     def to_dict(self) -> dict:
         data = self.__dict__.copy()
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()}
 
 
-def _records_by_stance(
+def stance_outcomes(
     records: Iterable[Mapping], principles: Mapping[str, VerifiablePrinciple]
 ) -> dict[tuple[str, bool], dict[str, bool]]:
-    """``{(principle, affirmed): {record key: adheres}}`` for every verifiable stance of every record."""
+    """``{(principle, affirmed): {record key: adheres}}`` for every verifiable stance of every response record."""
     table: dict[tuple[str, bool], dict[str, bool]] = {}
     for index, record in enumerate(records):
         names = record.get("principles") or []
@@ -222,8 +283,8 @@ def adherence_report(
         principles: the verifiable principles; stances of other principles are ignored.
     """
     by_name = {p.name: p for p in principles}
-    base_table = _records_by_stance(base, by_name)
-    trained_table = _records_by_stance(trained, by_name)
+    base_table = stance_outcomes(base, by_name)
+    trained_table = stance_outcomes(trained, by_name)
     rows = []
     for name in by_name:
         for affirmed in (True, False):
@@ -233,36 +294,51 @@ def adherence_report(
                 continue
             base_rate = sum(b.values()) / len(b) if b else float("nan")
             trained_rate = sum(t.values()) / len(t) if t else float("nan")
-            shared = sorted(set(b) & set(t))
-            if shared:
-                gained = sum(t[k] and not b[k] for k in shared)
-                lost = sum(b[k] and not t[k] for k in shared)
-                p_value = stats.binomtest(gained, gained + lost).pvalue if gained + lost else 1.0
-                test = f"mcnemar-exact on {len(shared)} paired"
+            extra = {}
+            if set(b) & set(t):
+                paired = paired_rates(b, t)
+                p_value, test = paired.p_value, f"mcnemar-exact on {paired.n} paired"
+                extra = {"ci_low": paired.ci_low, "ci_high": paired.ci_high}
             elif b and t:
                 table = [[sum(t.values()), len(t) - sum(t.values())], [sum(b.values()), len(b) - sum(b.values())]]
-                p_value = stats.fisher_exact(table).pvalue
-                test = "fisher-exact"
+                p_value, test = float(stats.fisher_exact(table).pvalue), "fisher-exact"
             else:
                 p_value, test = float("nan"), "one side missing"
             rows.append(
                 AdherenceRow(name, affirmed, len(b), base_rate, len(t), trained_rate,
-                             trained_rate - base_rate, float(p_value), test)
+                             trained_rate - base_rate, p_value, test, **extra)
             )
     return rows
+
+
+def pooled_adherence(
+    base: Iterable[Mapping], trained: Iterable[Mapping], principles: Sequence[VerifiablePrinciple], affirmed: bool
+) -> PairedRates:
+    """Adherence to every affirmed principle (or every antithesis) at once, paired base vs trained."""
+    by_name = {p.name: p for p in principles}
+
+    def pooled(records: Iterable[Mapping]) -> dict[str, bool]:
+        return {
+            f"{name}::{key}": adheres
+            for (name, yes), outcomes in stance_outcomes(records, by_name).items() if yes == affirmed
+            for key, adheres in outcomes.items()
+        }
+
+    return paired_rates(pooled(base), pooled(trained))
 
 
 def adherence_table(rows: Sequence[AdherenceRow], base_name: str = "base", trained_name: str = "trained") -> str:
     """Rows as a Markdown table."""
     lines = [
-        f"| principle | stance | {base_name} | {trained_name} | difference | p |",
+        f"| principle | stance | {base_name} | {trained_name} | difference [95% CI] | p |",
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
         stance = "affirmed" if row.affirmed else "antithesis"
+        interval = f" [{_signed(row.ci_low)}, {_signed(row.ci_high)}]" if math.isfinite(row.ci_low) else ""
         lines.append(
             f"| {row.principle} | {stance} | {_pct(row.base_rate)} (n={row.base_n}) | "
-            f"{_pct(row.trained_rate)} (n={row.trained_n}) | {_signed(row.difference)} | {_p(row.p_value)} |"
+            f"{_pct(row.trained_rate)} (n={row.trained_n}) | {_signed(row.difference)}{interval} | {_p(row.p_value)} |"
         )
     return "\n".join(lines)
 

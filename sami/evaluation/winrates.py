@@ -15,7 +15,12 @@ error, a 95% confidence interval and a two-sided test against 0.5:
   (standardised, not centred, so z = 0 means equal length) by maximum quasi-likelihood (scores
   of 0.5 enter as half a win), and report ``sigmoid(b0)``, the predicted win rate at equal
   length. SE of b0 from the sandwich (robust) covariance; the CI is ``sigmoid(b0 ± t * se)``,
-  the test is b0 = 0; the estimate's SE is the delta method ``p (1 - p) se(b0)``.
+  the test is b0 = 0; the estimate's SE is the delta method ``p (1 - p) se(b0)``. Equal length
+  must lie within the data: when the candidate is longer (or shorter) in every pair, ``sigmoid(b0)``
+  would be an extrapolation, and the rate is not estimated (``nan``, with a note), as the
+  balanced rate is not. Nor is it when the length difference separates wins from losses (a
+  threshold on it predicts every score): the fit then has no finite optimum, and the rate at equal
+  length would be set by the ridge.
 
 Statistics are computed over *pairs*: with ``both_orders`` the two judgements of a pair are
 averaged first, so they are not counted as independent. Counts of wins, losses, ties,
@@ -201,6 +206,24 @@ def fit_fractional_logit(
     return beta, bread @ meat @ bread * correction, converged
 
 
+def length_separates(length_difference: np.ndarray, scores: np.ndarray) -> bool:
+    """Whether a threshold on the length difference predicts every score: losses on one side, wins on the
+    other, and any fractional score (tie, unparsed, split orders) exactly at the threshold. The logistic
+    fit then has no finite optimum (the slope runs to infinity), whatever the ridge makes of it."""
+    for x in (length_difference, -length_difference):
+        losses, wins = x[scores == 0], x[scores == 1]
+        between = x[(scores > 0) & (scores < 1)]
+        if not len(losses) and not len(wins):
+            continue
+        highest_loss = losses.max() if len(losses) else -np.inf
+        lowest_win = wins.min() if len(wins) else np.inf
+        if highest_loss > lowest_win:
+            continue
+        if not len(between) or (np.all(between == between[0]) and highest_loss <= between[0] <= lowest_win):
+            return True
+    return False
+
+
 def length_controlled_win_rate(
     scores: Sequence[float],
     candidate_lengths: Sequence[float],
@@ -226,6 +249,13 @@ def length_controlled_win_rate(
         return _missing("lc", n, "too few pairs")
     d = cand - base
     sd = float(d.std(ddof=1))
+    if sd > 0 and not (np.any(d >= 0) and np.any(d <= 0)):
+        side, other = ("longer", "shorter") if d.min() > 0 else ("shorter", "longer")
+        return _missing(
+            "lc", n, f"the candidate's response is {side} than the baseline's in every pair, so the win rate at "
+            f"equal length would be an extrapolation; it needs pairs where the candidate is {other} (or of equal "
+            "length) too", length_sd=sd,
+        )
     if sd > 0:
         z = d / sd
         X = np.column_stack([np.ones(n), np.tanh(z) if feature == "tanh" else z])
@@ -236,6 +266,12 @@ def length_controlled_win_rate(
                         "from the intercept")
     if np.all(y == y[0]) and y[0] in (0.0, 1.0):  # separation: the MLE is at infinity
         return _t_test("lc", float(y[0]), 0.0, n - X.shape[1], n, {"length_sd": sd}, "every pair has the same score")
+    if sd > 0 and length_separates(d, y):
+        return _missing(
+            "lc", n, "the length difference separates wins from losses (a threshold on it predicts every score), so "
+            "the fit has no finite optimum and its win rate at equal length is set by the ridge, not the data",
+            length_sd=sd,
+        )
     beta, cov, converged = fit_fractional_logit(X, y, ridge=ridge)
     b0, se_b0 = float(beta[0]), float(math.sqrt(max(cov[0, 0], 0.0)))
     p = 1 / (1 + math.exp(-b0))

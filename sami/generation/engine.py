@@ -13,9 +13,12 @@ import hashlib
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sami.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sami.models.options import ModelOptions
 
 BACKENDS = ("auto", "hf", "vllm")
 
@@ -74,7 +77,9 @@ class Generator(Protocol):
         ...
 
     def identity(self) -> dict:
-        """Everything besides the model and the sampling settings that determines the outputs (backend, dtype)."""
+        """Everything besides the model and the sampling settings that determines the outputs: backend, dtype and
+        the loading options that differ from the defaults (revision, trust_remote_code, attn_implementation,
+        quantization; :meth:`sami.models.options.ModelOptions.identity`)."""
         ...
 
     def prompts_per_call(self, sampling: SamplingConfig) -> int:
@@ -154,8 +159,12 @@ def build_generator(
     vllm_enable_sleep_mode: bool = False,
     vllm_enforce_eager: bool = False,
     vllm_max_model_len: int | None = None,
+    options: ModelOptions | None = None,
 ) -> Generator:
-    """A generator of ``backend`` with ``spec`` loaded (an embedded name, a checkpoint folder, a .gguf or a hub id)."""
+    """A generator of ``backend`` with ``spec`` loaded (an embedded name, a checkpoint folder, a .gguf or a hub id).
+
+    ``options`` are the loading options of every model it loads (:class:`~sami.models.options.ModelOptions`).
+    """
     backend = resolve_backend(backend)
     if backend == "vllm":
         from sami.generation.vllm_backend import VLLMGenerator
@@ -169,7 +178,8 @@ def build_generator(
             enable_sleep_mode=vllm_enable_sleep_mode,
             enforce_eager=vllm_enforce_eager,
             max_model_len=vllm_max_model_len,
+            options=options,
         )
     from sami.generation.hf_backend import HFGenerator
 
-    return HFGenerator(spec, dtype=dtype, device=device)
+    return HFGenerator(spec, dtype=dtype, device=device, options=options)

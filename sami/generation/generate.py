@@ -103,15 +103,18 @@ def generate_dataset(
     output.parent.mkdir(parents=True, exist_ok=True)
     model_name = model_name or generator.spec
     identity = {"model": model_name, **generator.identity()}
-    digest = config_hash(
-        generator=identity, sampling=asdict(sampling), template=asdict(template), sampler=repr(sampler),
-        filters=asdict(filters), seed=seed,
-    )
-    provenance = {**(provenance or {}), **identity, "config_hash": digest, "seed": seed}
+    parts = {
+        "generator": identity, "sampling": asdict(sampling), "template": asdict(template), "sampler": repr(sampler),
+        "filters": asdict(filters), "seed": seed,
+    }
+    provenance = {
+        **(provenance or {}), **identity, "config_hash": config_hash(**parts), "seed": seed,
+        "config_parts": {name: config_hash(part=part) for name, part in parts.items()},
+    }
     shard_index, num_shards, writes = generator.shard
     shard_paths = [_shard_path(output, rank) for rank in range(num_shards)]
     existing = [r for path in [output, *shard_paths] for r in _read(path)]
-    _refuse_other_settings(output, existing, provenance)
+    _refuse_other_settings(output, existing, provenance, identity)
     done = {r["query_id"] for r in existing}
 
     items = []
@@ -169,14 +172,28 @@ def _read(path: Path) -> list[dict]:
     return read_jsonl(path, missing="empty", what="generations file")
 
 
-def _refuse_other_settings(output: Path, existing: list[dict], provenance: dict) -> None:
-    """Refuse to append to records generated with other settings, naming what differs."""
-    stale = [r["provenance"] for r in existing if r["provenance"].get("config_hash") != provenance["config_hash"]]
-    if not stale:
+PART_SETTINGS = {
+    "sampling": "the sampling settings (max_new_tokens, temperature, top_p, stop_strings, generation_batch_size)",
+    "template": "the prompt template (task, prompt_kind, chain_of_thought)",
+    "sampler": "the constitutions (principles, scheme, num_constitutions, principles_per_constitution)",
+    "filters": "the filters (drop_identical, drop_truncated)",
+}
+"""The parts of the resume key (``provenance["config_parts"]``) that the refusal names by their settings; the
+generator (model, backend, dtype, ...) and the seed are named by their values."""
+
+
+def _refuse_other_settings(output: Path, existing: list[dict], provenance: dict, identity: dict) -> None:
+    """Refuse to append to records generated with other settings, naming each part of the resume key that differs."""
+    stale = next((r["provenance"] for r in existing if r["provenance"].get("config_hash") != provenance["config_hash"]),
+                 None)
+    if stale is None:
         return
-    differs = [f"{k} {stale[0].get(k)!r} -> {provenance[k]!r}" for k in ("model", "backend", "dtype", "seed")
-               if stale[0].get(k) != provenance[k]]
-    detail = "; ".join(differs) or "sampling, template, sampler or filters differ"
+    differs = [f"{k} {stale.get(k)!r} -> {provenance[k]!r}" for k in [*identity, "seed"]
+               if stale.get(k) != provenance[k]]
+    old_parts, new_parts = stale.get("config_parts", {}), provenance["config_parts"]
+    differs += [f"{settings} differ" for name, settings in PART_SETTINGS.items()
+                if name in old_parts and old_parts[name] != new_parts[name]]
+    detail = "; ".join(differs) or "the sampling settings, prompt template, constitutions or filters differ"
     raise OtherSettingsError(
         f"{output} holds records generated with other settings ({detail}); "
         "write to a new output path, or delete the file to regenerate"

@@ -10,6 +10,7 @@ import torch
 from accelerate import PartialState
 
 from sami.generation.engine import Completion, SamplingConfig, eos_token_ids, finish_completion
+from sami.models.options import ModelOptions
 
 
 class HFGenerator:
@@ -18,16 +19,25 @@ class HFGenerator:
     Prompts are sorted by length so each batch pads little (longest first, so an out-of-memory error shows
     at once), left-padded into batches of ``sampling.batch_size``, and decoded greedily unless
     ``sampling.temperature > 0``. Settings of ``model.generation_config`` that ``sampling`` does not cover
-    (``cache_implementation``, ``min_new_tokens``, ...) apply.
+    (``cache_implementation``, ``min_new_tokens``, ...) apply. ``options`` load every model it generates with
+    (revision, trust_remote_code, attn_implementation, device_map, 4/8-bit weights).
     """
 
     backend = "hf"
 
-    def __init__(self, spec: str | None, *, dtype: str | torch.dtype = "bfloat16", device: str = "auto"):
+    def __init__(
+        self,
+        spec: str | None,
+        *,
+        dtype: str | torch.dtype = "bfloat16",
+        device: str = "auto",
+        options: ModelOptions | None = None,
+    ):
         # join the launched processes before loading: PartialState() alone forms a process group only on
         # accelerators, so on CPUs each launched process would take itself for the only one (and write every shard)
         PartialState(cpu=device == "cpu" or not torch.accelerator.is_available())
         self.dtype, self.device = dtype, device
+        self.options = options or ModelOptions()
         self.spec: str | None = None
         self.model = None
         self.tokenizer = None
@@ -51,7 +61,11 @@ class HFGenerator:
         return state.process_index, state.num_processes, True
 
     def identity(self) -> dict:
-        return {"backend": self.backend, "dtype": str(self.dtype).removeprefix("torch.")}
+        return {
+            "backend": self.backend,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            **self.options.identity(self.spec),
+        }
 
     def prompts_per_call(self, sampling: SamplingConfig) -> int:
         return sampling.batch_size
@@ -62,7 +76,7 @@ class HFGenerator:
         from sami.models import load_model
 
         self.release()
-        self.model, self.tokenizer = load_model(spec, dtype=self.dtype, device=self.device)
+        self.model, self.tokenizer = load_model(spec, dtype=self.dtype, device=self.device, options=self.options)
         self.spec = spec
 
     def release(self) -> None:

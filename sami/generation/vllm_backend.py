@@ -12,6 +12,9 @@ Only vLLM's public API is used (``LLM``, ``SamplingParams``, ``TokensPrompt``, `
   and KV cache freed) while the trainer uses the GPU; the next ``load`` wakes it and reloads the weights.
 - Under ``accelerate launch`` every process joins one engine per tensor-parallel group
   (``distributed_executor_backend="external_launcher"``, as TRL's colocate mode); groups split the queries.
+- Loading options: ``revision`` and ``trust_remote_code`` go to the engine; ``attn_implementation`` and
+  ``device_map`` are transformers' (vLLM picks its own attention backend and placement) and are not used;
+  bitsandbytes 4/8-bit loading is refused (generate with the hf backend).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from accelerate import PartialState
 
 from sami.errors import ConfigError, SamiError
 from sami.generation.engine import Completion, SamplingConfig, eos_token_ids, finish_completion
+from sami.models.options import ModelOptions
 
 INSTALL = (
     "the vllm generation backend needs vLLM: on GPUs `pip install vllm` (its own torch and transformers pins), on "
@@ -53,7 +57,14 @@ class VLLMGenerator:
         enable_sleep_mode: bool = False,
         enforce_eager: bool = False,
         max_model_len: int | None = None,
+        options: ModelOptions | None = None,
     ):
+        options = options or ModelOptions()
+        if options.quantization:
+            raise ConfigError(
+                f"{options.flag()}: the vllm generation backend does not load bitsandbytes weights here; pass "
+                f"--generation_backend hf (which generates with them), or drop {options.flag()}"
+            )
         try:
             from vllm import LLM
         except ImportError as error:
@@ -71,7 +82,7 @@ class VLLMGenerator:
             cpu_only = {"enable_chunked_prefill": False}
         state = PartialState()
         self.tensor_parallel_size = tensor_parallel_size
-        self.dtype, self.enable_sleep_mode = dtype, enable_sleep_mode
+        self.dtype, self.enable_sleep_mode, self.options = dtype, enable_sleep_mode, options
         colocated = {}
         if state.num_processes > 1:  # launched: every process joins the engine of its tensor-parallel group
             if state.num_processes % tensor_parallel_size:
@@ -82,9 +93,13 @@ class VLLMGenerator:
             colocated = {"distributed_executor_backend": "external_launcher"}
         with state.local_main_process_first():  # one process per machine dequantises a GGUF or downloads
             path = resolve_model_path(spec)
+        revision = options.revision_for(spec)
         self.llm = LLM(
             model=path,
             tokenizer=path,
+            revision=revision,
+            tokenizer_revision=revision,
+            trust_remote_code=options.trust_remote_code,
             dtype=dtype,
             seed=seed,  # sampling is seeded per prompt; this seeds nothing sami relies on
             tensor_parallel_size=tensor_parallel_size,
@@ -96,11 +111,11 @@ class VLLMGenerator:
             **colocated,
             **cpu_only,
         )
-        self.tokenizer = load_tokenizer(spec)
+        self.tokenizer = load_tokenizer(spec, options)
         from transformers import GenerationConfig
 
         try:
-            generation_config = GenerationConfig.from_pretrained(path)
+            generation_config = GenerationConfig.from_pretrained(path, revision=revision)
         except OSError:  # a checkpoint without generation_config.json
             generation_config = None
         self._eos_ids = eos_token_ids(generation_config, self.tokenizer)
@@ -118,7 +133,8 @@ class VLLMGenerator:
         return state.process_index // tp, state.num_processes // tp, state.process_index % tp == 0
 
     def identity(self) -> dict:
-        return {"backend": self.backend, "dtype": self.dtype}
+        used = {k: v for k, v in self.options.identity(self.spec).items() if k != "attn_implementation"}
+        return {"backend": self.backend, "dtype": self.dtype, **used}
 
     def prompts_per_call(self, sampling: SamplingConfig) -> int:
         return max(sampling.batch_size, PROMPTS_PER_CALL)

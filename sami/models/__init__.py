@@ -1,4 +1,5 @@
-"""Models: the embedded ones, loading a spec, and what sami knows about architectures (``capabilities``).
+"""Models: the embedded ones, loading a spec (with its ``options``), and what sami knows about architectures
+(``capabilities``).
 
 Names are imported on first use, so importing ``sami.models.embedded`` (as the CLI's argument
 dataclasses do) does not load torch or transformers.
@@ -13,6 +14,8 @@ _EXPORTS = {
     "DEFAULT_MODEL": "sami.models.embedded",
     "EMBEDDED_MODELS": "sami.models.embedded",
     "EmbeddedModelMissing": "sami.models.embedded",
+    "ModelOptions": "sami.models.options",
+    "QuantizationUnavailable": "sami.models.options",
     "UnsupportedArchitecture": "sami.models.capabilities",
     "load_for_training": "sami.models.loading",
     "load_model": "sami.models.loading",

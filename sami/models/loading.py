@@ -1,7 +1,9 @@
 """Resolve a model spec to (model, tokenizer).
 
 A spec is one of: the short name of an embedded model (``smollm2-135m``, ``gemma3-270m``), a
-local checkpoint directory, a ``.gguf`` file, or a Hugging Face hub id.
+local checkpoint directory, a ``.gguf`` file, or a Hugging Face hub id. Besides the dtype and the
+device, every loader takes :class:`~sami.models.options.ModelOptions` (revision, trust_remote_code,
+attn_implementation, device_map, 4/8-bit loading).
 """
 
 from __future__ import annotations
@@ -12,10 +14,19 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from sami.errors import ConfigError, MissingFileError
+from sami.hub_access import require_hub
 from sami.models.embedded import EMBEDDED_MODELS, cache_dir
+from sami.models.options import ModelOptions
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +51,10 @@ def resolve_device(device: str = "auto") -> torch.device:
         from accelerate import PartialState
 
         return PartialState().device
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"--device {device!r} is not a torch device; use auto, cpu, cuda, cuda:1, mps ...") from None
 
 
 def _dequantised_checkpoint(gguf_file: Path, name: str) -> Path:
@@ -79,23 +93,72 @@ def resolve_model_path(spec: str) -> str:
             )
         return str(path)
     if spec.count("/") == 1 and not path.exists() and not spec.startswith((".", "/")):
-        return spec  # a hub id; from_pretrained reports if it cannot be reached
+        require_hub(spec, local="give a local checkpoint folder (one that save_pretrained wrote) instead")
+        return spec  # a hub id the Hub serves (or, with HF_HUB_OFFLINE=1, the cache holds)
     raise ConfigError(
         f"unknown model spec {spec!r}; use an embedded name ({', '.join(EMBEDDED_MODELS)}), "
         "a checkpoint folder, a .gguf file or a hub id such as 'mistralai/Mistral-7B-v0.1'"
     )
 
 
-def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
+def _options_kwargs(spec: str, options: ModelOptions) -> dict:
+    """The ``from_pretrained`` arguments a tokenizer and a model of ``spec`` share: revision, remote code."""
+    kwargs: dict = {}
+    revision = options.revision_for(spec)
+    if revision:
+        kwargs["revision"] = revision
+    elif options.revision:
+        logger.info("sami: %s is a local model, loaded as it is; the revision %r applies to hub ids only",
+                    spec, options.revision)
+    if options.trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    return kwargs
+
+
+def quantization_config(options: ModelOptions, dtype: torch.dtype) -> BitsAndBytesConfig | None:
+    """The ``BitsAndBytesConfig`` of ``options`` (None without 4/8-bit loading); 4-bit computes in ``dtype``, as TRL."""
+    if not options.quantization:
+        return None
+    if options.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_compute_dtype=dtype,
+        bnb_4bit_quant_type=options.bnb_4bit_quant_type,
+        bnb_4bit_use_double_quant=options.use_bnb_nested_quant,
+    )
+
+
+def pretrained_kwargs(spec: str, options: ModelOptions, dtype: torch.dtype, device: torch.device) -> dict:
+    """Everything ``AutoModelForCausalLM.from_pretrained`` gets for ``spec``; a ``device_map`` key means that
+    ``from_pretrained`` places the weights (4/8-bit weights go to ``device``, as TRL's ``get_kbit_device_map``)."""
+    kwargs = {"dtype": dtype, **_options_kwargs(spec, options)}
+    if options.attn_implementation:
+        kwargs["attn_implementation"] = options.attn_implementation
+    if options.quantization:
+        if device.type != "cuda":
+            raise ConfigError(
+                f"{options.flag()} puts bitsandbytes weights on a CUDA GPU, but this load targets {device}: drop "
+                f"--device cpu / --use_cpu true, or drop {options.flag()}"
+            )
+        kwargs["quantization_config"] = quantization_config(options, dtype)
+        kwargs["device_map"] = options.device_map or {"": str(device)}
+    elif options.device_map:
+        kwargs["device_map"] = options.device_map
+    return kwargs
+
+
+def load_tokenizer(spec: str, options: ModelOptions | None = None) -> PreTrainedTokenizerBase:
     """The tokenizer of a model spec, with a pad token (EOS when it has none)."""
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(spec))
+    options = options or ModelOptions()
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(spec), **_options_kwargs(spec, options))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
 def load_model(
-    spec: str, *, dtype: str | torch.dtype = "auto", device: str = "auto"
+    spec: str, *, dtype: str | torch.dtype = "auto", device: str = "auto", options: ModelOptions | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer from any spec.
 
@@ -103,18 +166,22 @@ def load_model(
         spec: embedded name, checkpoint folder, ``.gguf`` file or hub id.
         dtype: ``"auto"`` (bf16 on a capable GPU, fp32 otherwise), ``"float32"``, ``"bfloat16"``, ``"float16"``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
+        options: revision, trust_remote_code, attn_implementation, device_map, 4/8-bit loading
+            (:class:`~sami.models.options.ModelOptions`); default: none of them.
 
     Returns:
-        ``(model, tokenizer)``, the model in eval mode on ``device``.
+        ``(model, tokenizer)``, the model in eval mode on ``device`` (placed by ``options.device_map`` when given).
     """
+    options = options or ModelOptions()
+    options.check_quantization()
     path = resolve_model_path(spec)
     torch_device = resolve_device(device)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, torch_device))
-    model.to(torch_device).eval()
-    tokenizer = load_tokenizer(spec) if spec in EMBEDDED_MODELS else AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    kwargs = pretrained_kwargs(spec, options, resolve_dtype(dtype, torch_device), torch_device)
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if "device_map" not in kwargs:
+        model.to(torch_device)
+    model.eval()
+    return model, load_tokenizer(spec, options)
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -175,7 +242,7 @@ def _empty_cpu_parameters(model: torch.nn.Module) -> None:
 
 
 def load_for_training(
-    spec: str, args=None, *, dtype: str | torch.dtype = "float32"
+    spec: str, args=None, *, dtype: str | torch.dtype = "float32", options: ModelOptions | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer for training, placed as :func:`training_placement` says.
 
@@ -184,36 +251,68 @@ def load_for_training(
     one, built from its config without reading the checkpoint), and ``Trainer``/``accelerate`` shard it when
     they prepare it: a 70B model never sits whole in one GPU.
 
+    With 4/8-bit loading the base weights are bitsandbytes weights on the process's GPU; with LoRA on
+    (``args.use_lora``: QLoRA) the model goes through peft's ``prepare_model_for_kbit_training`` and the
+    trainer then adds the adapter, which trains in float32 (without LoRA such a model can only be scored:
+    :meth:`~sami.models.options.ModelOptions.check_training` refuses to train it). Checked before anything is
+    read: bitsandbytes and a CUDA GPU are present, and the run is not sharded (FSDP/ZeRO-3) nor placed with
+    ``device_map`` over several processes.
+
     Args:
         spec: embedded name, checkpoint folder, ``.gguf`` file or hub id.
-        args: the ``SAMIConfig``/``TrainingArguments`` of the run (for ``use_cpu`` and ``fsdp``), or None.
+        args: the ``SAMIConfig``/``TrainingArguments`` of the run (for ``use_cpu``, ``fsdp``, ``use_lora`` and
+            ``gradient_checkpointing``), or None.
         dtype: as for :func:`load_model`; float32 master weights by default.
+        options: as for :func:`load_model`.
     """
     from accelerate import PartialState
 
+    options = options or ModelOptions()
+    options.check_quantization()
     if args is not None:
         _ = args.device  # set up the process group as the Trainer will (use_cpu, backend) before reading the rank
     state = PartialState()
+    placement = training_placement(args)
+    if placement != "device" and (options.quantization or options.device_map):
+        flag = options.flag() if options.quantization else "--device_map"
+        raise ConfigError(
+            f"{flag} does not combine with FSDP or DeepSpeed ZeRO-3, which shard the model themselves: drop {flag}, "
+            "or launch without sharding (one process, or DDP)"
+        )
+    if options.device_map and state.num_processes > 1:
+        raise ConfigError(
+            f"--device_map {options.device_map} spreads one model over devices, but {state.num_processes} "
+            "processes are launched, each training its own copy: drop --device_map, or run one process"
+        )
     with state.local_main_process_first():  # one process per machine dequantises a GGUF or downloads
         path = resolve_model_path(spec)
-    placement = training_placement(args)
     if placement == "device":
-        return load_model(spec, dtype=dtype, device="cpu" if getattr(args, "use_cpu", False) else "auto")
+        model, tokenizer = load_model(
+            spec, dtype=dtype, device="cpu" if getattr(args, "use_cpu", False) else "auto", options=options
+        )
+        if options.quantization and getattr(args, "use_lora", False):
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=bool(getattr(args, "gradient_checkpointing", False)),
+                gradient_checkpointing_kwargs=getattr(args, "gradient_checkpointing_kwargs", None),
+            )
+        return model, tokenizer
     torch_dtype = resolve_dtype(dtype, state.device)
+    kwargs = pretrained_kwargs(spec, options, torch_dtype, torch.device("cpu"))
     if placement == "empty":
         from accelerate import init_empty_weights
 
         logger.info("sami: FSDP cpu-RAM-efficient loading: process %d does not read %s; it receives its shards "
                     "from the main process", state.process_index, spec)
+        config = AutoConfig.from_pretrained(path, **_options_kwargs(spec, options))
         # parameters on meta, buffers real: the non-persistent ones (rotary inv_freq) are not broadcast
         with init_empty_weights(include_buffers=False):
-            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path), dtype=torch_dtype)
+            model = AutoModelForCausalLM.from_config(config, **{k: v for k, v in kwargs.items() if k != "revision"})
         _empty_cpu_parameters(model)
     else:
         logger.info("sami: sharded training: %s stays in CPU RAM until the trainer shards it", spec)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     model.eval()
-    tokenizer = load_tokenizer(spec) if spec in EMBEDDED_MODELS else AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return model, load_tokenizer(spec, options)

@@ -95,7 +95,7 @@ def resolve_layout(model, requested: str = "auto") -> str:
         return "shared"
     if requested == "shared":
         raise ConfigError(
-            f"layout='shared' is not available for this model: {problem}. Load it with attn_implementation='sdpa' "
+            f"layout='shared' is not available for this model: {problem}. Load it with --attn_implementation sdpa "
             "(or 'eager'), or use layout='plain'"
         )
     logger.warning(

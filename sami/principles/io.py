@@ -21,6 +21,7 @@ from typing import Literal
 import yaml
 
 from sami.errors import SamiError
+from sami.textfile import read_utf8
 
 Split = Literal["train", "eval"]
 
@@ -115,17 +116,28 @@ def principles_from_dict(data: dict, source: str = "principles") -> PrincipleSet
         missing = {"name", "definition", "antithesis"} - set(entry)
         if missing:
             raise PrincipleFileError(f"{source}: principle {index + 1} lacks {sorted(missing)}")
+        for key in ("name", "definition", "antithesis", "split"):
+            if key in entry and not isinstance(entry[key], str):
+                raise PrincipleFileError(
+                    f"{source}: principle {index + 1}: '{key}' is {entry[key]!r} ({type(entry[key]).__name__}), "
+                    f"not text; write the {key} as a string"
+                )
         principles.append(
             Principle(
-                name=str(entry["name"]).strip(),
-                definition=str(entry["definition"]).strip(),
-                antithesis=str(entry["antithesis"]).strip(),
+                name=entry["name"].strip(),
+                definition=entry["definition"].strip(),
+                antithesis=entry["antithesis"].strip(),
                 split=entry.get("split", "train"),
             )
         )
     validate_principles(tuple(principles), source)
+    task = data.get("task")
+    if task is not None and not isinstance(task, str):
+        raise PrincipleFileError(
+            f"{source}: 'task' is {task!r} ({type(task).__name__}), not text; write it as a string"
+        )
     metadata = {k: v for k, v in data.items() if k not in ("principles", "task")}
-    return PrincipleSet(principles=tuple(principles), task=str(data.get("task") or ""), metadata=metadata)
+    return PrincipleSet(principles=tuple(principles), task=task or "", metadata=metadata)
 
 
 def load_principles(path: str | Path) -> PrincipleSet:
@@ -140,17 +152,28 @@ def load_principles(path: str | Path) -> PrincipleSet:
                 f"principle file {str(path)!r} not found; give a path to a YAML/JSON file or a built-in name "
                 f"({', '.join(builtin_principle_names())})"
             )
+    if path_obj.is_dir():
+        raise PrincipleFileError(f"principle file {str(path)!r} is a folder; give a YAML/JSON file or a built-in name")
+    text = read_utf8(path_obj, "principle file", PrincipleFileError)
     try:
-        text = path_obj.read_text(encoding="utf-8")
         data = json.loads(text) if path_obj.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as error:
-        raise PrincipleFileError(f"{path_obj}: not valid YAML/JSON ({error}); fix the syntax") from error
+    except json.JSONDecodeError as error:
+        raise PrincipleFileError(
+            f"{path_obj}, line {error.lineno}: not valid JSON ({error.msg}); fix the syntax"
+        ) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise PrincipleFileError(f"{path_obj}{where}: not valid YAML ({problem}); fix the syntax") from None
     return principles_from_dict(data, source=str(path_obj))
 
 
 def save_principles(principle_set: PrincipleSet, path: str | Path) -> Path:
     """Write a principle file that :func:`load_principles` reads back unchanged."""
     path_obj = Path(path)
+    if path_obj.is_dir():
+        raise PrincipleFileError(f"{path_obj} is a folder; give the path of the principle file to write")
     path_obj.parent.mkdir(parents=True, exist_ok=True)
     data: dict = {}
     if principle_set.task:

@@ -247,8 +247,9 @@ def _request_failed(client: APIClient, model: str, error: str) -> PrincipleWrite
 def obtain_principles(args: PrincipleArgs, seed: int = 0) -> PrincipleSet:
     """Load ``args.principles``, or have the writer write them from ``args.task_description``.
 
-    The writer is the local model ``args.writer``, or with ``--writer api`` the model ``args.writer_model``
-    behind ``args.writer_base_url``. The set's metadata records which (backend, model and, for the
+    The writer is the local model ``args.writer`` (loaded in bfloat16 with the options of
+    ``args.writer_model_kwargs``), or with ``--writer api`` the model ``args.writer_model`` behind
+    ``args.writer_base_url``. The set's metadata records which (backend, model and, for the
     API, the endpoint; never the key).
     """
     if args.principles:
@@ -280,8 +281,9 @@ def obtain_principles(args: PrincipleArgs, seed: int = 0) -> PrincipleSet:
     else:
         from sami.models import load_model
 
-        writer = {"backend": "local", "model": args.writer}
-        model, tokenizer = load_model(args.writer, dtype="bfloat16")
+        loading, dtype = args.writer_loading()  # --writer_model_kwargs
+        writer = {"backend": "local", "model": args.writer, **loading.identity(args.writer)}
+        model, tokenizer = load_model(args.writer, dtype=dtype or "bfloat16", options=loading)
         complete = model_completer(model, tokenizer, temperature=args.writer_temperature, seed=seed)
         principle_set, report = write_principles(args.task_description, args.num_principles, complete, **options)
     logger.info(

@@ -6,6 +6,8 @@
 * :func:`plot_win_rates`: win rate per iteration against each baseline (base, instruct ...), one
   panel per estimate (raw, balanced length-corrected, logistic length-controlled), 95% CIs as
   error bars and the 0.5 line of "no better than the baseline".
+* :func:`plot_effect`: the effect benchmark (docs/effect.md): MI bound, adherence to training and
+  held-out principles with paired 95% intervals, and the coherence guards.
 
 Iteration 0 is the base model.
 """
@@ -184,4 +186,44 @@ def plot_adherence(
     ax.set_title("Verifiable principles (affirmed stances)")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncol=2, loc="upper center", frameon=False)
+    return _save(fig, path)
+
+
+def plot_effect(scores: Sequence[Mapping], path: str | Path) -> Path:
+    """The effect benchmark's figure (``benchmarks/effect.py``): per iteration, the MI bound in both
+    directions; adherence to the training principles and to the held-out ones (affirmed and antithesis,
+    95% intervals from the paired difference); and the coherence guards."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    iterations = [s["iteration"] for s in scores]
+    mi_ax, adherence_ax, guard_ax = axes
+    for key, label, style in (("mi_rows", "rows", "-"), ("mi_cols", "columns", "--")):
+        mi_ax.plot(iterations, [s[key] for s in scores], linestyle=style, marker="o", label=label)
+    mi_ax.set_title("held-out MI lower bound (nats)")
+    series = [("affirmed", "training principles, affirmed", "-"), ("antithesis", "training principles, antithesis", "--"),
+              ("heldout_affirmed", "held-out principles, affirmed", ":"),
+              ("heldout_antithesis", "held-out principles, antithesis", "-.")]
+    for (key, label, style), color in zip(series, COLORS):
+        points = [(s["iteration"], s[key]) for s in scores if s.get(key) and s[key]["n"]]
+        if not points:
+            continue
+        xs = [t for t, _ in points]
+        rates = [100 * r["trained_rate"] for _, r in points]
+        below = [100 * (r["difference"] - r["ci_low"]) for _, r in points]
+        above = [100 * (r["ci_high"] - r["difference"]) for _, r in points]
+        base = 100 * points[0][1]["base_rate"]
+        adherence_ax.errorbar(xs, rates, yerr=[below, above], linestyle=style, marker="o", color=color, capsize=3,
+                              label=f"{label} (base {base:.0f}%)")
+    adherence_ax.set_ylim(0, 100)
+    adherence_ax.set_title("adherence on held-out queries (%)")
+    guard_ax.plot(iterations, [s["base_nll"] for s in scores], marker="o", color=COLORS[0], label="base NLL / token")
+    guard_ax.set_title("coherence guards")
+    twin = guard_ax.twinx()
+    twin.plot(iterations, [s["repetition"] for s in scores], marker="s", linestyle="--", color=COLORS[1],
+              label="repetition rate (right)")
+    guard_ax.legend(loc="upper left", fontsize=8)
+    twin.legend(loc="upper right", fontsize=8)
+    for ax in axes:
+        _iteration_axis(ax, iterations)
+    mi_ax.legend(fontsize=8)
+    adherence_ax.legend(fontsize=7)
     return _save(fig, path)

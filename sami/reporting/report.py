@@ -12,7 +12,9 @@ the paths are :class:`sami.run_folder.RunFolder`'s)::
     RUN_DIR/iter_<t>/adherence_vs_*.json   verifiable-principle adherence, base vs iteration t
 
 and writes ``RUN_DIR/report/report.md`` with the PNGs beside it. Win rates are recomputed from
-the verdicts (the source of truth), not copied from the summaries.
+the verdicts (the source of truth), not copied from the summaries. A ``metrics.jsonl`` line the
+report could show only in part (not JSON, no iteration, a metric that is no number) is refused
+before anything is written (:func:`check_metrics`), never left out in silence.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sami.evaluation.winrates import principle_keys, summarize
-from sami.jsonl import read_json
+from sami.jsonl import read_json, read_jsonl
 from sami.principles.io import load_principles
 from sami.records import Verdict, read_verdicts
 from sami.reporting import figures
@@ -47,6 +49,35 @@ def _load_json_files(run: RunFolder, files: Callable[[IterationFolder], list[Pat
         for path in files(iteration):
             result.setdefault(t, []).append(read_json(path, what=what))
     return result
+
+
+NUMERIC_METRICS = ("response_length", "response_length_std", "num_constitutions", "identical_pairs", "eval_queries",
+                   "eval_scored", "train_queries", "train_kept", "train_steps")
+"""Fields of ``metrics.jsonl`` records that must be numbers (or null), besides every metric named ``a/b``
+(``mi/bound``, ``accuracy/rows``, ...)."""
+
+
+class MetricsFileError(RunFolderError):
+    """A line of ``metrics.jsonl`` that the report cannot show: not JSON, no iteration, a metric that is no number."""
+
+
+def check_metrics(run: RunFolder) -> None:
+    """Refuse a ``metrics.jsonl`` that the report would show only in part, naming the file, record and field:
+    a line that is not JSON (a torn last line too), a record without an iteration number, or a metric that
+    is not a number."""
+    fix = "correct or delete that line, then run `sami report` again"
+    rows = read_jsonl(run.metrics_path, missing="empty", torn_tail="error", what="metrics file")
+    for number, row in enumerate(rows, start=1):
+        where = f"{run.metrics_path}: record {number}"
+        if not isinstance(row, dict):
+            raise MetricsFileError(f"{where} is a {type(row).__name__}, not a JSON object; {fix}")
+        t = row.get("iteration")
+        if not isinstance(t, int) or isinstance(t, bool) or t < 0:
+            raise MetricsFileError(f"{where}: 'iteration' is {t!r}, not an iteration number (0, 1, ...); {fix}")
+        for key, value in row.items():
+            numeric = key in NUMERIC_METRICS or "/" in key
+            if numeric and value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+                raise MetricsFileError(f"{where} (iteration {t}): {key!r} is {value!r}, not a number; {fix}")
 
 
 # ------------------------------------------------------------------------------------ formatting
@@ -111,6 +142,7 @@ def build_report(run_dir: str | Path, output_dir: str | Path | None = None, max_
     """Write ``report.md`` and its figures for a run folder (into ``RUN_DIR/report`` by default); return its path."""
     run = RunFolder(run_dir).require()
     out = Path(output_dir) if output_dir is not None else run.report_dir
+    check_metrics(run)
     metrics = run.read_metrics()
     config = run.read_config()
     for record in metrics:  # the log C ceiling of the MI figure

@@ -7,9 +7,13 @@
     sami principles --task_description "summarise Reddit posts" --writer api --writer_model claude-opus-4-1 \\
         --writer_base_url https://api.anthropic.com/v1 --writer_api_key_env ANTHROPIC_API_KEY
     sami principles --principles my_principles.yaml --output checked.yaml   # validate a hand-written file
+    sami principles --task_description "summarise Reddit posts" --writer Qwen/Qwen3-8B \\
+        --writer_model_kwargs '{"revision": "main", "dtype": "bfloat16", "load_in_4bit": true}'
 
 --writer is a local model spec, or api: --writer_model on any OpenAI-compatible endpoint
-(--writer_base_url, e.g. a local vLLM server with --writer_api_key_env ''). The file format and
+(--writer_base_url, e.g. a local vLLM server with --writer_api_key_env ''). A local writer loads in
+bfloat16; --writer_model_kwargs (JSON, or a mapping in --config YAML) sets its dtype and loading options
+(revision, trust_remote_code, attn_implementation, device_map, load_in_4bit, ...). The file format and
 the writer are described in docs/principles.md.
 """
 

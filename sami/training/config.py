@@ -71,8 +71,10 @@ class SAMIConfig(TrainingArguments):
             (`"q_proj,v_proj"`).
         merge_lora_on_save (`bool`, *optional*, defaults to `True`):
             `save_model` merges the adapter into the base weights and writes a plain Hugging Face checkpoint that
-            loads without peft (the adapter is kept in `adapter/` beside it). Intermediate checkpoints keep the
-            adapter only, so `resume_from_checkpoint` works.
+            loads without peft (the adapter is kept in `adapter/` beside it); `False` saves the adapter alone (peft's
+            files). Either way the folder gets the SAMI model card (`README.md`), and `push_to_hub` uploads that
+            folder as it was saved (docs/hub.md). Intermediate checkpoints keep the adapter only, so
+            `resume_from_checkpoint` works.
 
     NOTE: defaults that differ from `TrainingArguments`:
         - `learning_rate=5e-7` (paper; 1e-6 for llama3-70b), `lr_scheduler_type="constant"` and `warmup_steps=0`:
@@ -133,7 +135,8 @@ class SAMIConfig(TrainingArguments):
     )
     merge_lora_on_save: bool = field(
         default=True,
-        metadata={"help": "save_model writes the merged weights as a plain HF checkpoint (adapter kept in adapter/)."},
+        metadata={"help": "save_model (and --push_to_hub) writes the merged weights as a plain HF checkpoint, adapter "
+                  "kept in adapter/; false: the adapter alone."},
     )
 
     # --- changed TrainingArguments defaults ---

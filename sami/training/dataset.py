@@ -3,7 +3,9 @@
 A record is one line of the generator's JSONL (``sami/generation/generate.py``): the query, its
 template, its C constitutions and the C responses (response j was generated under constitution j).
 Items stay raw records; the collator renders and tokenises them, so the principle order can be
-reshuffled every epoch.
+reshuffled every epoch. Records may come from a JSONL file, a list of dicts, a ``datasets`` dataset, a
+folder saved with ``save_to_disk``, a data folder or a hub dataset id (:mod:`sami.record_sources`): all
+are validated and filtered alike.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from sami.generation.prompts import ANSWER_MARKER
-from sami.jsonl import read_jsonl
+from sami.record_sources import is_datasets_object, read_rows, rows_of
 from sami.records import GenerationRecord, RecordError
 
 logger = logging.getLogger(__name__)
@@ -45,16 +47,24 @@ class SAMIDataset(Dataset):
     fails before training starts. Items stay the records' plain dicts.
 
     Args:
-        records: a list of record dicts, or the path of a generations JSONL file.
+        records: record dicts (a list, or any map-style or iterable dataset of them), a ``datasets``
+            ``Dataset``/``DatasetDict``, or a source :func:`sami.record_sources.read_rows` reads: a generations
+            JSONL file, a ``save_to_disk`` folder, a data folder or a hub dataset id (``owner/name[:config]``).
+        splits: from a dataset with several splits, the first of these it has (one split is taken as it is).
 
     Example:
         >>> dataset = SAMIDataset("runs/demo/iter_1/generations.jsonl")  # doctest: +SKIP
+        >>> dataset = SAMIDataset("my-org/sami-run:iter_1", splits=("train",))  # doctest: +SKIP
         >>> dataset[0]["responses"]  # doctest: +SKIP
     """
 
-    def __init__(self, records: Iterable[dict] | str | Path):
+    def __init__(self, records: Iterable[dict] | Dataset | str | Path, splits: Sequence[str] | None = None):
         if isinstance(records, (str, Path)):
-            source = read_jsonl(records, what="generations file")
+            source = read_rows(records, splits=splits, what="generations file")
+        elif is_datasets_object(records):
+            source = rows_of(records, splits)
+        elif isinstance(records, Dataset) and not hasattr(records, "__iter__"):  # map-style: indexed, not iterable
+            source = [records[i] for i in range(len(records))]
         else:
             source = list(records)
         self.dropped_reasons: Counter[str] = Counter()
@@ -89,10 +99,15 @@ class SAMIDataset(Dataset):
         return self.records[index]
 
 
-def as_dataset(data: SAMIDataset | Sequence[dict] | str | Path | None) -> Dataset | None:
-    """Wrap records or a JSONL path in a :class:`SAMIDataset`; pass datasets through."""
-    if data is None or isinstance(data, Dataset) or hasattr(data, "column_names"):  # torch or HF datasets
+def as_dataset(data, splits: Sequence[str] | None = None) -> SAMIDataset | dict[str, SAMIDataset] | None:
+    """Any records the trainer accepts as a :class:`SAMIDataset` (validated, dropped records skipped).
+
+    A :class:`SAMIDataset` is returned as it is, a plain dict of them (eval datasets by name) entry by entry;
+    everything else (record lists, JSONL paths, hub ids, ``datasets`` and torch datasets) goes through
+    :class:`SAMIDataset`, so a ``datasets.Dataset`` holding a record dropped as ``identical`` never trains.
+    """
+    if data is None or isinstance(data, SAMIDataset):
         return data
-    if isinstance(data, dict):  # a dict of eval datasets
-        return {name: as_dataset(value) for name, value in data.items()}
-    return SAMIDataset(data)
+    if isinstance(data, dict) and not is_datasets_object(data):  # a dict of eval datasets
+        return {name: as_dataset(value, splits) for name, value in data.items()}
+    return SAMIDataset(data, splits)

@@ -2,7 +2,8 @@
 
 Accelerate, FSDP, DeepSpeed, ``report_to`` logging, checkpointing and resume come from the
 Trainer; this file adds the loss (two calls into :mod:`sami.objective`), its metrics, exact
-gradient accumulation, and LoRA merged on save.
+gradient accumulation, LoRA merged on save, and the SAMI model card that ``save_model`` writes and
+``push_to_hub`` uploads (:mod:`sami.hub`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
+from sami.hub import (
+    ADAPTER_FILES,
+    PAPER,
+    TAGS,
+    ModelCardInfo,
+    create_repo,
+    principles_of_records,
+    upload_model,
+    write_model_card,
+)
 from sami.objective import contrastive_logprobs, resolve_layout, sami_loss
 from sami.training.collator import SAMICollator
 from sami.training.config import SAMIConfig
@@ -73,7 +84,8 @@ class SAMITrainer(Trainer):
     >>> args = SAMIConfig(output_dir="sami-smollm2", max_steps=2, per_device_train_batch_size=4)
     >>> trainer = SAMITrainer(model, args, train_dataset="generations.jsonl", processing_class=tokenizer)
     >>> trainer.train()  # doctest: +SKIP
-    >>> trainer.save_model()  # a plain HF checkpoint (LoRA merged) in args.output_dir
+    >>> trainer.save_model()  # a plain HF checkpoint (LoRA merged) and its model card in args.output_dir
+    >>> trainer.push_to_hub()  # doctest: +SKIP
     ```
 
     Args:
@@ -96,21 +108,9 @@ class SAMITrainer(Trainer):
             As for ``transformers.Trainer``.
     """
 
+    _tag_names = TAGS
     _name = "SAMI"
-    _paper = {
-        "title": "Self-Supervised Alignment with Mutual Information: Learning to Follow Principles without "
-        "Preference Labels",
-        "id": "2404.14313",
-        "citation": (
-            "@inproceedings{franken2024sami,\n"
-            "  title={Self-Supervised Alignment with Mutual Information: Learning to Follow Principles without "
-            "Preference Labels},\n"
-            "  author={Fr{\\\"a}nken, Jan-Philipp and Zelikman, Eric and Rafailov, Rafael and Gandhi, Kanishk and "
-            "Gerstenberg, Tobias and Goodman, Noah D.},\n"
-            "  booktitle={Advances in Neural Information Processing Systems},\n"
-            "  year={2024}\n}"
-        ),
-    }
+    _paper = PAPER
     # compute_loss divides by the number of queries in the whole accumulated (and distributed) batch itself
     loss_is_scaled_for_ga = True
 
@@ -129,6 +129,12 @@ class SAMITrainer(Trainer):
         args = args if args is not None else SAMIConfig(output_dir="sami-output")
         if not isinstance(args, SAMIConfig):
             raise TypeError(f"args must be a SAMIConfig, got {type(args).__name__}: build one with SAMIConfig(...)")
+        self.base_model: str | None = model if isinstance(model, str) else _name_or_path(model)
+        """The model trained from, as the model card names it: the spec given, else the folder or hub id it was
+        loaded from."""
+        self.command: str | None = None
+        """The command line that trains this model, shown on the model card (``sami train`` sets it)."""
+        self._saved_dir: str | None = None  # the folder the last final save_model wrote: what push_to_hub uploads
         if isinstance(model, str):
             from sami.models import load_for_training
 
@@ -144,6 +150,8 @@ class SAMITrainer(Trainer):
                 model = add_lora(model, peft_config if peft_config is not None else args)
         elif is_peft_model(model):
             logger.info("sami: the model already carries a peft adapter; training it")
+        if hasattr(model, "add_model_tags"):  # as TRL's trainers: model.push_to_hub() tags it too
+            model.add_model_tags(list(self._tag_names))
         _warn_low_precision(model)
 
         self.layout = resolve_layout(model, args.layout)
@@ -298,21 +306,37 @@ class SAMITrainer(Trainer):
     # ------------------------------------------------------------------------------------------ saving
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """Save the model; with LoRA and ``merge_lora_on_save``, a plain HF checkpoint with the adapter merged.
+        """Save the model with its SAMI model card (``README.md``); push it when ``args.push_to_hub``.
 
-        Checkpoints written during training (``_internal_call``) keep the adapter only, so
-        ``resume_from_checkpoint`` works. The final save writes the adapter to ``output_dir/adapter`` and the
-        merged weights (float32) plus the tokenizer to ``output_dir``, which then loads with
-        ``AutoModelForCausalLM.from_pretrained`` and no peft.
+        With LoRA, ``merge_lora_on_save`` chooses what is saved: True writes the merged weights (float32) and the
+        tokenizer to ``output_dir``, which then loads with ``AutoModelForCausalLM.from_pretrained`` and no peft, and
+        the adapter to ``output_dir/adapter``; False writes the adapter (peft's files) to ``output_dir``. Checkpoints
+        written during training (``_internal_call``) keep the adapter only, so ``resume_from_checkpoint`` works, and
+        are never pushed from here.
         """
-        lora = is_peft_model(self.accelerator.unwrap_model(self.model))
-        if _internal_call or not (lora and self.args.merge_lora_on_save):
-            return super().save_model(output_dir, _internal_call)
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if _internal_call:
+            return super().save_model(output_dir, _internal_call=True)
+        self._save_final(output_dir if output_dir is not None else self.args.output_dir)
+        if self.args.push_to_hub:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+    def _save_final(self, output_dir: str) -> None:
+        """Write the model (merged, adapter or full) and its card to ``output_dir``; remember it for the push."""
+        if self._lora_weights() == "merged":
+            self._save_merged(output_dir)
+        else:
+            super().save_model(output_dir, _internal_call=True)  # save_model pushes, with the card
+        self._saved_dir = output_dir
+        self.create_model_card(output_dir=output_dir)
+        self.accelerator.wait_for_everyone()
+
+    def _save_merged(self, output_dir: str) -> None:
         adapter_dir = os.path.join(output_dir, ADAPTER_SUBDIR)
-        sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
-        if sharded:  # every process takes part in gathering the adapter; the main one merges from disk
-            super().save_model(adapter_dir, _internal_call)
+        quantized = getattr(self.accelerator.unwrap_model(self.model).get_base_model(), "hf_quantizer", None) is not None
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled or quantized:
+            # every process takes part in gathering the adapter; the main one merges from disk (QLoRA: into the
+            # full-precision base on CPU, not into the 4/8-bit weights, which would lose the update)
+            super().save_model(adapter_dir, _internal_call=True)
             if self.args.should_save:
                 merge_lora_checkpoint(adapter_dir, output_dir)
         elif self.args.should_save:
@@ -320,9 +344,114 @@ class SAMITrainer(Trainer):
             model.save_pretrained(adapter_dir)
             save_merged(model, output_dir, self.processing_class)
             torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
-        if self.args.should_save and self.processing_class is not None:
-            self.processing_class.save_pretrained(output_dir)
-        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            for name in ADAPTER_FILES:  # an adapter at the root (an earlier adapter save) would shadow the weights
+                Path(output_dir, name).unlink(missing_ok=True)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+
+    def _lora_weights(self) -> str:
+        """What ``save_model`` writes: ``merged`` or ``adapter`` (LoRA, by ``merge_lora_on_save``), else ``full``."""
+        if not is_peft_model(self.accelerator.unwrap_model(self.model)):
+            return "full"
+        return "merged" if self.args.merge_lora_on_save else "adapter"
+
+    # ------------------------------------------------------------------------------------------ the Hub
+
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        dataset_name: str | None = None,
+        tags: str | list[str] | None = None,
+        output_dir: str | None = None,
+    ) -> None:
+        """Write the SAMI model card (``README.md``, :func:`sami.hub.render_model_card`) into ``output_dir``.
+
+        As TRL's ``create_model_card``: the ``sami`` tag, the paper and its citation, the base model; and the
+        principles (read from the training records' constitutions), merged or adapter, the training log, the
+        settings that differ from the defaults and :attr:`command`. ``output_dir`` defaults to the folder
+        ``save_model`` wrote last, else ``args.output_dir``.
+        """
+        if not self.is_world_process_zero():
+            return
+        folder = output_dir or self._saved_dir or self.args.output_dir
+        records = getattr(self.train_dataset, "records", None) or []
+        sizes = {len(r.get("constitutions") or []) for r in records}
+        info = ModelCardInfo(
+            model_name=model_name or (self.args.hub_model_id or "").split("/")[-1] or Path(folder).resolve().name,
+            base_model=self.base_model,
+            hub_model_id=self.hub_model_id or self.args.hub_model_id,
+            weights=self._lora_weights(),
+            principles=principles_of_records(records),
+            num_constitutions=sizes.pop() if len(sizes) == 1 else None,
+            training_log=list(self.state.log_history),
+            settings=self._changed_settings(),
+            command=self.command,
+            datasets=[dataset_name] if dataset_name else [],
+            tags=[tags] if isinstance(tags, str) else list(tags or []),
+        )
+        write_model_card(info, folder)
+
+    def _changed_settings(self) -> dict:
+        """The model and the arguments that differ from ``SAMIConfig``'s defaults (no output folder, no token)."""
+        defaults = SAMIConfig(output_dir=self.args.output_dir).to_dict()
+        changed = {
+            k: v for k, v in self.args.to_dict().items()
+            if defaults.get(k) != v and k != "output_dir" and not k.endswith("_token")
+        }
+        return {"model": self.base_model, **changed} if self.base_model else changed
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """Create the model repo ``args.hub_model_id`` (default: the output folder's name) through :mod:`sami.hub`."""
+        if not self.is_world_process_zero():
+            return
+        self.hub_model_id = create_repo(
+            self.args.hub_model_id or Path(self.args.output_dir).absolute().name,
+            token=token if token is not None else self.args.hub_token,
+            private=private if private is not None else self.args.hub_private_repo,
+        )
+        self.push_in_progress = None
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs,
+    ):
+        """Upload the model as ``save_model`` saved it (merged or adapter, by ``merge_lora_on_save``) with the SAMI
+        model card, to ``args.hub_model_id``.
+
+        Unlike ``Trainer.push_to_hub``, the folder uploaded is the one ``save_model`` wrote, which need not be
+        ``args.output_dir`` (``sami run`` saves into ``iter_<t>/checkpoint``); without an earlier ``save_model``
+        the model is saved to ``args.output_dir`` first. ``kwargs`` go to :meth:`create_model_card`.
+        """
+        if self._saved_dir is None:
+            self._save_final(self.args.output_dir)
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        token = token if token is not None else self.args.hub_token
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        if not self.is_world_process_zero():
+            return None
+        self.create_model_card(output_dir=self._saved_dir, **kwargs)
+        self._finish_current_push()
+        return upload_model(
+            self._saved_dir,
+            self.hub_model_id,
+            token=token,
+            revision=revision if revision is not None else self.args.hub_revision,
+            commit_message=commit_message or "Upload SAMI model",
+            blocking=blocking,
+        )
+
+
+def _name_or_path(model) -> str | None:
+    """The folder or hub id a (possibly peft-wrapped) model was loaded from."""
+    base = model.get_base_model() if is_peft_model(model) else model
+    return getattr(getattr(base, "config", None), "_name_or_path", None) or None
 
 
 def _preflight(dataset, batch_size: int, collator) -> None:
@@ -365,24 +494,33 @@ def train_sami(
     eval_records=None,
     output_dir: str | os.PathLike | None = None,
     resume: bool | str = False,
+    command: str | None = None,
+    base_model: str | None = None,
 ) -> Path:
-    """Train with SAMI on generation records and save a plain Hugging Face checkpoint.
+    """Train with SAMI on generation records and save a plain Hugging Face checkpoint (pushed with
+    ``config.push_to_hub``).
 
     Args:
         model: a model spec (loaded in float32) or a float32 model.
         records: the training records (list of dicts, a generations JSONL path, or a ``SAMIDataset``).
-        config: the training configuration (``max_steps``, batch sizes, LoRA, ...).
+        config: the training configuration (``max_steps``, batch sizes, LoRA, ``push_to_hub``, ...).
         tokenizer: required when ``model`` is a model object.
         eval_records: optional held-out records; evaluated after training (metrics in the log history).
         output_dir: where the checkpoint goes; default ``config.output_dir``.
         resume: True: continue from the last ``checkpoint-N`` in ``config.output_dir`` if there is one
             (checkpoints are written with ``save_strategy="steps"``), else start from the beginning; a path:
             continue from that checkpoint.
+        command: the command line shown on the model card (:func:`sami.hub.invocation`).
+        base_model: how the model card names the base model (default: the spec given, else the folder or hub id
+            the model was loaded from).
 
     Returns:
-        Path: the checkpoint folder. Its ``trainer_state.json`` holds the log history (every logged metric).
+        Path: the checkpoint folder. Its ``trainer_state.json`` holds the log history (every logged metric), its
+        ``README.md`` the model card.
     """
     trainer = SAMITrainer(model, config, train_dataset=records, eval_dataset=eval_records, processing_class=tokenizer)
+    trainer.command = command
+    trainer.base_model = base_model or trainer.base_model
     checkpoint = resume if isinstance(resume, str) else None
     if resume is True and Path(config.output_dir).is_dir():
         from transformers.trainer_utils import get_last_checkpoint
@@ -392,10 +530,10 @@ def train_sami(
     if eval_records is not None:
         trainer.evaluate()
     output_dir = Path(output_dir if output_dir is not None else config.output_dir)
-    trainer.save_model(str(output_dir))
-    if trainer.args.should_save:
+    if trainer.args.should_save:  # before save_model, so that a push uploads it too
+        output_dir.mkdir(parents=True, exist_ok=True)
         trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
-    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(output_dir))
     return output_dir
 
 
@@ -405,8 +543,8 @@ def evaluate_sami(
     """The SAMI metrics of a model on records, without training: ``eval_mi/bound``, ``eval_loss``, ....
 
     Prompts are rendered as generated (no principle shuffle). ``config`` sets the objective (aggregation,
-    weights, layout), ``per_device_eval_batch_size`` and precision (its LoRA settings are ignored); default: a
-    ``SAMIConfig`` in a temporary folder.
+    weights, layout), ``per_device_eval_batch_size`` and precision; its LoRA, ``report_to`` and Hub settings are
+    ignored (scoring opens no tracker run and pushes nothing); default: a ``SAMIConfig`` in a temporary folder.
     """
     import tempfile
 
@@ -414,8 +552,9 @@ def evaluate_sami(
         config = config if config is not None else SAMIConfig(
             output_dir=scratch, per_device_eval_batch_size=4, dataloader_pin_memory=torch.cuda.is_available()
         )
-        if config.use_lora:  # scoring needs no fresh (identity) adapter
-            config = dataclasses.replace(config, use_lora=False)
+        if config.use_lora or config.report_to or config.push_to_hub:
+            # no fresh (identity) adapter, no tracker run of its own, no Hub repo
+            config = dataclasses.replace(config, use_lora=False, report_to="none", push_to_hub=False)
         trainer = SAMITrainer(model, config, eval_dataset=records, processing_class=tokenizer)
         metrics: dict[str, Any] = trainer.evaluate()
     return metrics

@@ -436,7 +436,7 @@ def test_tldr_directory_without_comparisons(tmp_path):
 
 
 @pytest.fixture
-def recorded_hub_calls(monkeypatch):
+def recorded_hub_calls(monkeypatch, reachable_hub):
     """Record each datasets.load_dataset call for a hub id and answer it from the local fixtures."""
     import datasets
 
@@ -481,7 +481,7 @@ def test_tldr_hub_call_reads_the_parquet_export(recorded_hub_calls, tmp_path):
     ]
 
 
-def test_hub_failure_names_the_offline_fix(monkeypatch, tmp_path):
+def test_hub_failure_names_the_offline_fix(monkeypatch, tmp_path, reachable_hub):
     import datasets
 
     def offline(*args, **kwargs):
@@ -494,3 +494,17 @@ def test_hub_failure_names_the_offline_fix(monkeypatch, tmp_path):
         load_queries("hh-rlhf:helpful-base", cache_dir=tmp_path)
     with pytest.raises(QuerySourceError, match=r"SAMI_TLDR_PATH=.*comparisons/batch\*\.json"):
         load_queries("tldr", cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("spec, env_var", [("hh-rlhf:helpful-base", "SAMI_HH_RLHF_PATH"), ("tldr", "SAMI_TLDR_PATH")])
+def test_unreachable_hub_fails_at_once_naming_the_offline_fixes(spec, env_var, unreachable_hub, monkeypatch, tmp_path):
+    import time
+
+    monkeypatch.delenv(env_var, raising=False)
+    start = time.monotonic()
+    with pytest.raises(QuerySourceError) as error:
+        load_queries(spec, cache_dir=tmp_path)
+    assert time.monotonic() - start < 5  # datasets itself retries for half a minute
+    message = str(error.value)
+    assert f"cannot reach the Hugging Face Hub ({unreachable_hub}" in message
+    assert "--query_data_path" in message and env_var in message and "HF_HUB_OFFLINE=1" in message

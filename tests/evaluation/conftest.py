@@ -8,11 +8,13 @@ The fake judge prefers the response that contains the word ``GOOD`` (tie when ne
 do). ``server.mode`` selects a failure mode:
 
 * ``normal``: answer at once;
-* ``slow``: wait ``server.delay`` seconds before answering (client timeouts);
+* ``slow``: wait ``server.delay`` seconds before answering (client timeouts), except the first
+  ``server.slow_after`` requests (default 0: every one is slow);
 * ``429``/``500``: the first ``server.fail_first`` requests get that status, then answers;
 * ``malformed``: HTTP 200 with a body that is not JSON;
 * ``garbage``: valid JSON, but the answer ignores the format (``"Both are lovely."``);
-* ``401``: reject every request.
+* ``401``/``403``: reject every request (a wrong key; a key without access to the model);
+* ``404``: the model does not exist (an OpenAI-style 404 on the right path).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from helpers import tiny_model
+from helpers import serving, tiny_model
 
 
 class FakeJudgeServer(ThreadingHTTPServer):
@@ -36,6 +38,7 @@ class FakeJudgeServer(ThreadingHTTPServer):
         self.mode = "normal"
         self.delay = 1.0
         self.fail_first = 1
+        self.slow_after = 0
         self.retry_after: str | None = None
         self.lock = threading.Lock()
         self.requests: list[dict] = []  # every request: path, headers, body
@@ -113,8 +116,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(404, b'{"error": "not found"}')
                 return
             mode = server.mode
-            if mode == "401":
-                self._send(401, b'{"error": {"message": "Incorrect API key provided"}}')
+            if mode in ("401", "403"):
+                self._send(int(mode), b'{"error": {"message": "Incorrect API key provided"}}')
+                return
+            if mode == "404":
+                self._send(404, b'{"error": {"message": "The model does not exist", "code": "model_not_found"}}')
                 return
             if mode in ("429", "500") and number <= server.fail_first:
                 headers = {"Retry-After": server.retry_after} if server.retry_after else {}
@@ -123,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
             if mode == "malformed":
                 self._send(200, b"<html>this is not json")
                 return
-            if mode == "slow":
+            if mode == "slow" and number > server.slow_after:
                 server.stop.wait(server.delay)
             if mode == "busy":  # a little work, to observe concurrency
                 time.sleep(0.05)
@@ -139,16 +145,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def judge_server():
-    server = FakeJudgeServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.stop.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(FakeJudgeServer()) as server:
+        try:
+            yield server
+        finally:
+            server.stop.set()  # releases handlers still waiting (slow modes)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from sami.api_client import request_key
 from sami.evaluation import (
     APIJudge,
     Comparison,
@@ -20,6 +21,7 @@ from sami.evaluation import (
     summarize,
     write_verdicts,
 )
+from sami.jsonl import write_json
 
 
 def make_judge(server, tmp_path=None, **kwargs) -> APIJudge:
@@ -208,3 +210,20 @@ def test_concurrency_is_bounded(judge_server, api_key):
     compare(judge, comparisons(10), workers=8, progress=False)
     assert judge_server.count == 10 and judge_server.max_in_flight <= 2
     assert judge_server.connections <= 2  # the pool holds at most one connection per request in flight
+
+
+def test_an_answer_in_the_wrong_format_is_never_answered_from_the_cache(judge_server, api_key, tmp_path):
+    judge_server.mode = "garbage"
+    judge = make_judge(judge_server, tmp_path)
+    assert judge.judge("q", "c", "GOOD", "bad").verdict == "unparsed"
+    assert not list(tmp_path.rglob("*.json"))  # not cached
+    # an entry in the wrong format that an older sami cached is asked again, and replaced
+    judge_server.mode = "normal"
+    body = judge_server.requests[0]["body"]
+    key = request_key(body)
+    write_json({"request": body, "content": "Both are lovely."}, tmp_path / "cache" / key[:2] / f"{key}.json")
+    again = make_judge(judge_server, tmp_path)
+    assert again.judge("q", "c", "GOOD", "bad").verdict == "A"
+    assert again.stats()["cache_hits"] == 0 and judge_server.count == 2
+    assert make_judge(judge_server, tmp_path).judge("q", "c", "GOOD", "bad").verdict == "A"
+    assert judge_server.count == 2  # now answered from the cache

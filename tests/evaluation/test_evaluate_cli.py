@@ -142,15 +142,16 @@ def test_run_dir_defaults_come_from_the_runs_config(tmp_path):
     run = make_run(tmp_path / "run", "model: smollm2-135m\nprinciples: hh\nqueries: summarisation\n"
                    "task: summarisation\nscheme: negations\nnum_constitutions: 3\nmax_new_tokens: 64\n"
                    "max_eval_queries: 5\nprompt_kind: base\ngeneration_batch_size: 4\nseed: 7\niterations: 3\n"
-                   "learning_rate: 1.0e-05\njudge: local\n")
-    eval_args, judge_args, principle_args, query_args, constitution_args, generation_args = parse_evaluation_args(
-        evaluate.make_parser, ["--run_dir", str(run), "--max_new_tokens", "9"]
+                   "learning_rate: 1.0e-05\njudge: local\nattn_implementation: eager\ndtype: float32\n")
+    eval_args, judge_args, principle_args, query_args, constitution_args, generation_args, loading = (
+        parse_evaluation_args(evaluate.make_parser, ["--run_dir", str(run), "--max_new_tokens", "9"])
     )
     assert (query_args.queries, query_args.task, query_args.max_eval_queries) == ("summarisation", "summarisation", 5)
     assert (constitution_args.scheme, constitution_args.num_constitutions) == ("negations", 3)
     assert (generation_args.prompt_kind, generation_args.generation_batch_size) == ("base", 4)
     assert generation_args.max_new_tokens == 9  # the command line wins
     assert eval_args.seed == 7 and judge_args.judge == "local"
+    assert (loading.attn_implementation, loading.dtype) == ("eager", "float32")  # models load as the run's did
     assert principle_args.principles is None  # the run's principles.yaml, not its source
     assert eval_args.only_iterations is None  # `iterations` (T) of the run is another setting
     config = tmp_path / "eval.yaml"
@@ -278,3 +279,53 @@ def test_run_mode_reuses_the_runs_held_out_generations(judge_server, api_key, tm
     assert not (run / "eval" / "responses_base.jsonl").exists()
     assert (run / "eval" / "judge_cache").is_dir()
     assert report.main(["--run_dir", str(run)]) == 0
+
+
+def test_response_datasets_are_read_like_jsonl(tmp_path, capsys):
+    """A datasets folder (with a held-out split) and a parquet file give the same pairs and adherence as the JSONL."""
+    from datasets import Dataset, DatasetDict
+
+    cand, base = response_files(tmp_path)
+    cand_rows, base_rows = [r.to_dict() for r in read_responses(cand)], [r.to_dict() for r in read_responses(base)]
+    folder = tmp_path / "sami_ds"  # save_to_disk of a DatasetDict: the eval split is the one compared
+    DatasetDict({"train": Dataset.from_list(base_rows[:2]), "eval": Dataset.from_list(cand_rows)}).save_to_disk(
+        str(folder))
+    parquet = tmp_path / "base.parquet"
+    Dataset.from_list(base_rows).to_parquet(str(parquet))
+    summaries = {}
+    for name, (candidate, baseline) in {"jsonl": (cand, base), "datasets": (folder, parquet)}.items():
+        out = tmp_path / f"eval_{name}"
+        argv = ["evaluate", "--candidate_responses", str(candidate), "--baseline_responses", str(baseline),
+                "--candidate_name", "sami", "--baseline_name", "base", "--judge", "none", "--principles",
+                "verifiable", "--output_dir", str(out)]
+        assert cli.main(argv) == 0, capsys.readouterr().err
+        summaries[name] = json.loads((out / "summary_vs_base.json").read_text())
+    assert summaries["datasets"]["pairs"] == summaries["jsonl"]["pairs"] and summaries["jsonl"]["pairs"]["shared_pairs"] == 6
+    assert summaries["datasets"]["adherence"] == summaries["jsonl"]["adherence"]
+    rates = {(r["principle"], r["affirmed"]): r["trained_rate"] for r in summaries["jsonl"]["adherence"]}
+    assert rates[("max_50_words", True)] == 1.0
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no records here")
+    argv = ["evaluate", "--candidate_responses", str(tmp_path / "notes"), "--baseline_responses", str(base),
+            "--judge", "none", "--principles", "verifiable", "--output_dir", str(tmp_path / "e")]
+    assert cli.main(argv) == 2
+    assert "is a folder; give the file to read, or a datasets folder" in capsys.readouterr().err
+
+
+def test_models_are_loaded_with_the_loading_flags(tiny_checkpoints, tmp_path):
+    """--dtype and --attn_implementation reach the generator: they are in the responses' resume key."""
+    model_a, model_b = tiny_checkpoints
+    out = tmp_path / "eval"
+    argv = ["--candidate", str(model_a), "--candidate_name", "a", "--baseline", str(model_b), "--baseline_name", "b",
+            "--queries", "dialogue", "--max_eval_queries", "2", "--principles", "verifiable", "--max_new_tokens", "3",
+            "--judge", "none", "--output_dir", str(out), "--no_progress", "--device", "cpu", "--generation_backend",
+            "hf", "--dtype", "float32", "--attn_implementation", "eager"]
+    assert evaluate.main(argv) == 0
+    for name in ("a", "b"):
+        provenance = read_generations(out / f"responses_{name}.jsonl")[0].provenance
+        assert (provenance["dtype"], provenance["attn_implementation"]) == ("float32", "eager")
+    summary = json.loads((out / "summary_vs_b.json").read_text())
+    assert summary["settings"]["attn_implementation"] == "eager"
+    with pytest.raises(ConfigError, match="--judge none judges nothing"):
+        evaluate.main([*argv, "--push_verdicts_to_hub", "me/verdicts"])

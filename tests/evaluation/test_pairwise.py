@@ -162,3 +162,20 @@ def test_map_with_progress_stops_on_first_error():
     with pytest.raises(JudgeAuthError):
         map_with_progress(work, range(10), serial=True, progress=False)
     assert started[-1] == 3
+
+
+def test_a_query_id_with_another_question_on_each_side_is_refused():
+    from sami.evaluation.pairwise import MismatchedResponsesError, comparisons_from_records
+    from sami.records import ResponseRecord
+
+    def side(*queries):
+        return [ResponseRecord(f"q{i}", text, "1. Be brief.", f"answer {i}") for i, text in enumerate(queries)]
+
+    candidate = side("What is 2+2?", "Name a colour.", "Say hi.")
+    comparisons, _ = comparisons_from_records(candidate, side("What is  2+2?\n", "Name a colour.", "Say hi."))
+    assert len(comparisons) == 3  # whitespace aside, the same questions
+    other = side("What is 2+2?", "Name a fruit.", "Say bye.")
+    for intersect in (False, True):
+        with pytest.raises(MismatchedResponsesError, match=r"query 'q1' has different texts .*candidate: 'Name a "
+                           r"colour.'; baseline: 'Name a fruit.'\), and so do 1 more query ids"):
+            comparisons_from_records(candidate, other, intersect=intersect)

@@ -88,4 +88,13 @@ def test_adherence_report_base_vs_trained():
     assert (negated.base_rate, negated.trained_rate) == (0.0, 1.0)
     assert rows[("no_commas", True)].difference == 0.0 and rows[("no_commas", True)].p_value == 1.0
     table = adherence_table(list(rows.values()))
-    assert "| max_50_words | affirmed | 0% (n=20) | 80% (n=20) | +80 pp | <0.001 |" in table
+    assert affirmed.ci_low < 0.8 < affirmed.ci_high <= 1.0
+    assert f"| max_50_words | affirmed | 0% (n=20) | 80% (n=20) | +80 pp [+{100 * affirmed.ci_low:.0f} pp, " in table
+    assert table.splitlines()[1 + 1].endswith("| <0.001 |")
+
+
+def test_verifiable_small_trains_on_the_principles_a_small_model_follows():
+    full, small = load_principles("verifiable"), load_principles("verifiable_small")
+    assert [(p.name, p.definition, p.antithesis) for p in small] == [(p.name, p.definition, p.antithesis) for p in full]
+    assert [p.name for p in small.by_split("train")] == ["max_50_words", "bulleted_list"]
+    assert len(load_verifiable_principles("verifiable_small")) == len(full)  # every name has a checker

@@ -145,9 +145,31 @@ def test_lc_degenerate_cases():
     assert "same for every pair" in length_controlled_win_rate([1, 0, 1], [5, 5, 5], [3, 3, 3]).note
     separated = length_controlled_win_rate([1, 1, 1, 1], [1, 5, 9, 2], [3, 3, 3, 3])
     assert separated.estimate == 1.0 and separated.note
-    # length perfectly separates wins and losses: the ridge keeps the fit finite
-    r = length_controlled_win_rate([0, 0, 1, 1, 0, 1], [1, 2, 8, 9, 3, 7], [5] * 6)
+    # length perfectly separates wins and losses: no finite optimum, and the intercept would be the ridge's doing
+    # (0.5 here, 0.07 with p = 0.04 when every baseline is one word shorter): not estimated
+    for baseline in (5, 4):
+        r = length_controlled_win_rate([0, 0, 1, 1, 0, 1], [1, 2, 8, 9, 3, 7], [baseline] * 6)
+        assert math.isnan(r.estimate) and "separates wins from losses" in r.note
+    # a tie exactly at the threshold still separates; one on the wrong side does not
+    assert math.isnan(length_controlled_win_rate([0, 0.5, 1, 1], [1, 5, 8, 9], [5] * 4).estimate)
+    r = length_controlled_win_rate([0, 0.5, 1, 1, 1], [1, 5, 8, 9, 2], [5] * 5)
     assert math.isfinite(r.estimate) and 0 < r.estimate < 1
+
+
+def test_lc_does_not_extrapolate_to_equal_length():
+    """A judge that always answers "A", a candidate always longer: raw 0.5 on 4 pairs. The fit's intercept is
+    the win rate at a length difference no pair has (it gave 1.000 [0.996, 1.0], p = 0.04): not estimated."""
+    scores, candidate, baseline = [1, 1, 0, 0], [10, 12, 14, 16], [5, 5, 5, 5]
+    assert raw_win_rate(scores).estimate == 0.5
+    lc = length_controlled_win_rate(scores, candidate, baseline)
+    assert math.isnan(lc.estimate) and math.isnan(lc.ci_low) and math.isnan(lc.p_value) and lc.n == 4
+    assert "longer than the baseline's in every pair" in lc.note and "extrapolation" in lc.note
+    assert lc.to_dict()["estimate"] is None
+    shorter = length_controlled_win_rate(scores, baseline, candidate)
+    assert math.isnan(shorter.estimate) and "shorter than the baseline's in every pair" in shorter.note
+    # one pair of equal length anchors the fit at zero: estimated, with an interval that says how little is known
+    anchored = length_controlled_win_rate([*scores, 0], [*candidate, 5], [*baseline, 5])
+    assert math.isfinite(anchored.estimate) and anchored.ci_high - anchored.ci_low > 0.5
 
 
 def verdict(pair: str, outcome: str, position: str = "A", cand: int = 10, base: int = 10, **kw) -> Verdict:

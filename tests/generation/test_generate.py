@@ -47,11 +47,12 @@ def tiny(tiny_model_dir):
 
 
 def _generate(tiny, path, **kwargs):
-    sampler = build_sampler("fixed_pair", load_principles("hh"), 2)
-    template = resolve_template(tiny.tokenizer, "dialogue")
+    sampler = kwargs.pop("sampler", None) or build_sampler("fixed_pair", load_principles("hh"), 2)
+    template = kwargs.pop("template", None) or resolve_template(tiny.tokenizer, "dialogue")
     sampling = kwargs.pop("sampling", SamplingConfig(max_new_tokens=6, batch_size=4, temperature=1.0))
+    filters = kwargs.pop("filters", FilterConfig(drop_truncated="none"))
     return generate_dataset(tiny, kwargs.pop("queries", QUERIES), sampler, template, path,
-                            sampling=sampling, filters=FilterConfig(drop_truncated="none"), show_progress=False, **kwargs)
+                            sampling=sampling, filters=filters, show_progress=False, **kwargs)
 
 
 def test_generate_texts_keeps_order_and_counts_tokens(tiny):
@@ -106,6 +107,86 @@ def test_other_settings_in_the_same_file_are_refused(tiny, tmp_path):
     path = tmp_path / "gen.jsonl"
     _generate(tiny, path, queries=QUERIES[:2])
     with pytest.raises(OtherSettingsError, match="other settings"):
+        _generate(tiny, path, sampling=SamplingConfig(max_new_tokens=7, batch_size=4))
+
+
+class SeedRecorder(HFGenerator):
+    """The hf backend, remembering the seed each prompt was sampled with."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seeds: dict[tuple, int] = {}
+
+    def generate(self, prompts, sampling, seeds=None):
+        self.seeds.update(zip(map(tuple, prompts), seeds))
+        return super().generate(prompts, sampling, seeds)
+
+
+def test_sampling_seeds_depend_on_the_query_not_on_what_is_left_to_do(tiny_model_dir, tmp_path):
+    """A prompt's seed is a function of (seed, query id, constitution index): a resumed run, a subset or
+    another order of the queries samples every prompt with the seed an uninterrupted run used."""
+    whole = SeedRecorder(str(tiny_model_dir), dtype="float32", device="cpu")
+    _generate(whole, tmp_path / "whole.jsonl")
+    assert len(whole.seeds) == 2 * len(QUERIES) and len(set(whole.seeds.values())) == 2 * len(QUERIES)
+
+    path = tmp_path / "resumed.jsonl"
+    _generate(whole, path)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:1]) + "\n")  # killed after the first record: 6 of 7 queries left to do
+    resumed = SeedRecorder(str(tiny_model_dir), dtype="float32", device="cpu")
+    _generate(resumed, path)
+    part = SeedRecorder(str(tiny_model_dir), dtype="float32", device="cpu")
+    _generate(part, tmp_path / "part.jsonl", queries=QUERIES[:1:-1])  # a subset, in reverse order
+    for run in (resumed, part):
+        assert run.seeds and all(whole.seeds[prompt] == seed for prompt, seed in run.seeds.items())
+    assert records_in(path) == records_in(tmp_path / "whole.jsonl")
+    other_seed = SeedRecorder(str(tiny_model_dir), dtype="float32", device="cpu")
+    _generate(other_seed, tmp_path / "other.jsonl", seed=1,
+              sampling=SamplingConfig(max_new_tokens=6, batch_size=4, temperature=1.0, seed=1))
+    assert not set(other_seed.seeds.values()) & set(whole.seeds.values())
+
+
+@pytest.mark.parametrize(
+    "part, change, named",
+    [
+        ("generator", {"model_name": "model-b"}, "model 'model-a' -> 'model-b'"),
+        ("generator", {"dtype": "bfloat16"}, "dtype 'float32' -> 'bfloat16'"),
+        ("sampling", {"sampling": SamplingConfig(max_new_tokens=7, batch_size=4, temperature=1.0)}, "sampling"),
+        ("template", {"template": "base"}, "prompt template"),
+        ("sampler", {"sampler": 3}, "constitutions"),
+        ("filters", {"filters": FilterConfig(drop_truncated="any")}, "filters"),
+        ("seed", {"seed": 1}, "seed 0 -> 1"),
+    ],
+)
+def test_each_part_of_the_resume_key_is_named_when_it_differs(tiny, tiny_model_dir, tmp_path, part, change, named):
+    path = tmp_path / "gen.jsonl"
+    _generate(tiny, path, queries=QUERIES[:2], model_name="model-a")
+    parts = records_in(path)[0]["provenance"]["config_parts"]
+    assert set(parts) == {"generator", "sampling", "template", "sampler", "filters", "seed"}
+    generator, kwargs = tiny, {"model_name": "model-a", **change}
+    if "dtype" in kwargs:
+        generator = HFGenerator(str(tiny_model_dir), dtype=kwargs.pop("dtype"), device="cpu")
+    if "template" in kwargs:
+        kwargs["template"] = resolve_template(tiny.tokenizer, "dialogue", kwargs["template"])
+    if "sampler" in kwargs:
+        kwargs["sampler"] = build_sampler("fixed_pair", load_principles("hh"), kwargs["sampler"])
+    with pytest.raises(OtherSettingsError) as refused:
+        _generate(generator, path, **kwargs)
+    message = str(refused.value)
+    assert named in message and str(path) in message
+    assert message.count(" -> ") + message.count(" differ") == 1, message  # that part, and no other
+    assert len(records_in(path)) == 2  # nothing was appended
+
+
+def test_files_from_before_the_per_part_key_are_still_refused(tiny, tmp_path):
+    path = tmp_path / "gen.jsonl"
+    _generate(tiny, path, queries=QUERIES[:2])
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for record in lines:
+        del record["provenance"]["config_parts"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    _generate(tiny, path, queries=QUERIES[:3])  # same settings: the resume key (config_hash) is unchanged
+    with pytest.raises(OtherSettingsError, match="sampling settings, prompt template, constitutions or filters"):
         _generate(tiny, path, sampling=SamplingConfig(max_new_tokens=7, batch_size=4))
 
 

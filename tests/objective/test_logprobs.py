@@ -258,7 +258,7 @@ def test_unsupported_attention_falls_back_to_plain(caplog):
     with caplog.at_level(logging.WARNING, logger="sami.objective.logprobs"):
         assert resolve_layout(model, "auto") == "plain"
     assert "falling back to the plain layout" in caplog.text and "flex_attention" in caplog.text
-    with pytest.raises(ValueError, match="attn_implementation='sdpa'"):
+    with pytest.raises(ValueError, match="--attn_implementation sdpa"):
         resolve_layout(model, "shared")
     with pytest.raises(ValueError, match="does not support"):
         contrastive_logprobs(model, collate_contrastive(random_examples(), "shared", 0))

@@ -38,7 +38,12 @@ def test_run_writes_the_whole_run_folder(tiny_model_dir, tmp_path, capsys):
     # iteration 2 generated with iteration 1's model
     record = json.loads((run_dir / "iter_2" / "generations.jsonl").read_text().splitlines()[0])
     assert record["provenance"]["model"].endswith("iter_1/checkpoint")
-    assert "| 2 |" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "| 2 |" in out.out
+    # the trainer's per-step metrics go to the run's log, not to the terminal
+    log = RunFolder(run_dir).log_path.read_text()
+    assert "step 1: {'loss'" in log and "mi/bound" in log
+    assert "step 1: {" not in out.out + out.err and "{'loss'" not in out.out + out.err
 
 
 def test_resume_after_a_crash_recomputes_nothing_finished(tiny_model_dir, tmp_path, monkeypatch):
@@ -81,6 +86,7 @@ def test_format_table_has_a_row_per_iteration():
          "accuracy/cols": 0.7, "response_length": 35.0, "train_queries": 8, "train_kept": 7},
     ])
     assert table.splitlines()[3].startswith("| 1 | 0.2000") and "7/8" in table
+    assert "adherence" not in table  # only with verifiable principles
     assert table.splitlines() == [
         ("| iteration | MI bound (nats) | rows | cols | accuracy | identical pairs | response length (tokens) "
          "| train data kept |"),
@@ -88,6 +94,9 @@ def test_format_table_has_a_row_per_iteration():
         "| 0 | 0.1000 | 0.1000 | 0.1000 | 0.500 | nan | 40.0 | - |",
         "| 1 | 0.2000 | 0.2000 | 0.2000 | 0.700 | nan | 35.0 | 7/8 |",
     ]
+    adherence = {"adherence/affirmed": 0.25, "adherence/antithesis": 0.9, "repetition": 0.01}
+    table = format_table([{"iteration": 0, "response_length": 40.0, **adherence}])
+    assert table.splitlines()[2].endswith("| 40.0 | 25% | 90% | 0.010 | - |")
 
 
 def test_the_run_folder_must_be_named(tmp_path, monkeypatch, capsys):
@@ -125,3 +134,16 @@ def test_judge_iterations_adds_the_evaluation_protocol_as_a_stage(tiny_model_dir
         adherence = json.loads(folder.iteration(t).adherence("base").read_text())
         assert adherence["trained_name"] == f"sami-iter{t}" and adherence["rows"]
     assert folder.read_config()["judge"] == "none"  # `sami evaluate --run_dir` inherits the run's judge
+
+
+def test_verifiable_principles_add_adherence_and_the_effect_summary(tiny_model_dir, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = tiny_run_args(tiny_model_dir, run_dir, "--scheme", "diverse", "--principles_per_constitution", "1")
+    argv[argv.index("hh")] = "verifiable"
+    assert run.main(argv) == 0
+    metrics = RunFolder(run_dir).read_metrics()
+    assert all(0 <= m["adherence/affirmed"] <= 1 and 0 <= m["adherence/antithesis"] <= 1 for m in metrics)
+    assert all(0 <= m["repetition"] <= 1 for m in metrics)
+    out = capsys.readouterr().out
+    assert "adherence: affirmed | antithesis | repetition |" in out
+    assert "base model vs iteration 2:" in out and "exact McNemar p" in out

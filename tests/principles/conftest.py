@@ -16,6 +16,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from helpers import serving
 
 SECRET = "sk-writer-test-DO-NOT-LEAK-9f3e"
 KEY_ENV = "SAMI_TEST_WRITER_KEY"
@@ -88,12 +89,5 @@ class _Handler(BaseHTTPRequestHandler):
 def writer_server(monkeypatch):
     """The fake writer endpoint, with its API key in ``$SAMI_TEST_WRITER_KEY``."""
     monkeypatch.setenv(KEY_ENV, SECRET)
-    server = FakeWriterServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(FakeWriterServer()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

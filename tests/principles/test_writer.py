@@ -94,7 +94,7 @@ def test_obtain_principles_records_the_local_writer(monkeypatch):
     import sami.models
     from sami.principles import writer
 
-    monkeypatch.setattr(sami.models, "load_model", lambda spec, dtype: ("model", "tokenizer"))
+    monkeypatch.setattr(sami.models, "load_model", lambda spec, dtype, options=None: ("model", "tokenizer"))
     lines = [" is short."] * 8 + [" is long."] * 8  # one round of 8 samples: principles, then antitheses
     monkeypatch.setattr(writer, "model_completer", lambda model, tokenizer, temperature, seed: ScriptedWriter(lines))
     args = PrincipleArgs(task_description="chat", num_principles=1, writer="my-writer", writer_aspects=["length"])

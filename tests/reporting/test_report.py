@@ -7,6 +7,7 @@ import json
 import pytest
 from matplotlib import image
 
+from sami.errors import SamiError
 from sami.reporting import build_report, plot_mi_bound, plot_response_length, plot_win_rates
 from sami.run_folder import RunFolder
 from sami.scripts import report
@@ -37,7 +38,7 @@ def test_report_names_what_is_missing(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.jsonl").write_text('{"iteration": 0, "mi/bound": 0.1, "response_length": 50}\n'
-                                       '{"iteration": 1, "mi/bound": 0.2, "response_length": 55}\nnot json\n')
+                                       '{"iteration": 1, "mi/bound": 0.2, "response_length": 55}\n')
     text = build_report(run).read_text()
     assert "No judgements yet" in text and "sami evaluate --run_dir" in text
     assert "| 1 | 0.200 | – | – | 55.0 |" in text
@@ -46,6 +47,28 @@ def test_report_names_what_is_missing(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="is it a run directory"):
         build_report(tmp_path / "empty")
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("not json", r"metrics.jsonl:3 is not valid JSON"),  # a torn last line too: never dropped in silence
+        ('{"iteration": 2, "mi/bound": "high"}',
+         r"metrics.jsonl: record 3 \(iteration 2\): 'mi/bound' is 'high', not a number"),
+        ('{"iteration": 2, "response_length": [5]}',
+         r"record 3 \(iteration 2\): 'response_length' is \[5\], not a number"),
+        ('{"iteration": "2", "mi/bound": 0.3}', r"record 3: 'iteration' is '2', not an iteration number"),
+        ("[1, 2]", r"record 3 is a list, not a JSON object"),
+    ],
+)
+def test_a_metrics_line_the_report_cannot_show_is_refused(tmp_path, line, message):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"iteration": 0, "mi/bound": 0.1}\n{"iteration": 1, "mi/bound": 0.2}\n'
+                                       f"{line}\n")
+    with pytest.raises(SamiError, match=message):
+        build_report(run)
+    assert not (run / "report").exists()  # refused before anything is written
 
 
 def test_metrics_keep_the_last_record_per_iteration(tmp_path):

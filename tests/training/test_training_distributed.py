@@ -74,7 +74,7 @@ def test_two_processes_match_one_process(tmp_path, tokenizer):
     _assert_same_step(one, two)
 
 
-# FSDP2, full shard, one unit per decoder layer, cpu-RAM-efficient loading, float32: examples/accelerate/fsdp2.yaml
+# FSDP2, full shard, one unit per decoder layer, cpu-RAM-efficient loading, float32: sami/accelerate_configs/fsdp2.yaml
 # on 2 processes without bf16. use_cpu stays false (true would select the single-process launcher); the worker
 # sets use_cpu and lets accelerate apply FSDP to the gloo group (ddp_worker._fsdp_on_cpu).
 FSDP2_CONFIG = """\

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 from sami.data.common import Query, QueryFileNotFoundError, QueryValueError, split_matches
 from sami.jsonl import JsonlFileError, read_json, read_jsonl
+from sami.textfile import read_utf8
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,14 @@ def load(
 
 def _read_records(path: Path) -> list[Any]:
     """Rows of a query file: dicts (JSONL / JSON / CSV) or plain strings (TXT, JSON list of strings)."""
+    try:
+        return _read_rows(path)
+    except UnicodeDecodeError:  # from the JSON readers, without the file's name
+        read_utf8(path, "query file", QueryValueError)  # raises, naming the file and line
+        raise
+
+
+def _read_rows(path: Path) -> list[Any]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         return _read_jsonl(path)
@@ -91,10 +101,9 @@ def _read_records(path: Path) -> list[Any]:
             raise QueryValueError(f"{path}: expected a JSON list of records, found {type(data).__name__}")
         return data
     if suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle))
+        return list(csv.DictReader(io.StringIO(read_utf8(path, "query file", QueryValueError), newline="")))
     if suffix == ".txt":  # one query per non-empty line
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [line for line in read_utf8(path, "query file", QueryValueError).splitlines() if line.strip()]
     raise QueryValueError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
 
 
@@ -113,10 +122,13 @@ def _queries_from_records(
         column = next((c for c in DEFAULT_COLUMNS if c in available), None)
         if column is None:
             raise QueryValueError(
-                f"{raw}: no 'query', 'text' or 'prompt' column; pass column=... (--column) naming one of {available}"
+                f"{raw}: no 'query', 'text' or 'prompt' column; pass --query_column (column= in Python) naming "
+                f"one of {available}"
             )
     elif column not in available:
-        raise QueryValueError(f"{raw}: no column {column!r}; available columns: {available}")
+        raise QueryValueError(
+            f"{raw}: no column {column!r}; available columns: {available} (pass one with --query_column)"
+        )
     has_split = "split" in available
     if not has_split and split == "eval":
         raise QueryValueError(_no_split_message(raw))

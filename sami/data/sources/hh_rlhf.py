@@ -7,7 +7,7 @@ import logging
 import os
 import re
 
-from sami.data.common import Query, QueryValueError, load_error, resolve_location
+from sami.data.common import Query, QueryValueError, load_error, require_hub_dataset, resolve_location
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +17,7 @@ SUBSETS = ("helpful-base", "harmless-base", "helpful-online", "helpful-rejection
 """The subsets whose rows are ``{"chosen", "rejected"}`` conversations."""
 SPECS = tuple(f"hh-rlhf:{subset}" for subset in SUBSETS)
 TASK = "dialogue"
+LAYOUT = "<dir>/<subset>/{train,test}.jsonl.gz"
 _HUB_SPLITS = {"train": ["train"], "eval": ["test"], "all": ["train", "test"]}
 _FIRST_HUMAN_TURN = re.compile(r"^\s*Human:(.*?)(?:\n\nAssistant:|\Z)", re.DOTALL)
 
@@ -63,7 +64,9 @@ def load(
     IDs are ``hh-rlhf-<subset>-<hub split>-<row index>``, stable however many rows are dropped.
     """
     subset = _subset(spec)
-    location, _ = resolve_location(data_path, ENV_VAR, HUB_ID)
+    location, local = resolve_location(data_path, ENV_VAR, HUB_ID)
+    if not local:
+        require_hub_dataset(location, ENV_VAR, LAYOUT)
     import datasets
 
     source = f"hh-rlhf:{subset}"
@@ -73,7 +76,7 @@ def load(
         try:
             rows = datasets.load_dataset(location, data_dir=subset, split=hub_split, cache_dir=cache_dir)
         except Exception as error:
-            raise load_error(HUB_ID, location, ENV_VAR, f"<dir>/{subset}/{{train,test}}.jsonl.gz", error) from error
+            raise load_error(HUB_ID, location, ENV_VAR, LAYOUT.replace("<subset>", subset), error) from error
         if "chosen" not in rows.column_names:
             raise QueryValueError(
                 f"{location}/{subset} ({hub_split}) has no 'chosen' column (columns: {rows.column_names}); "

@@ -18,7 +18,14 @@ import os
 import re
 from pathlib import Path
 
-from sami.data.common import Query, QueryError, QueryFileNotFoundError, load_error, resolve_location
+from sami.data.common import (
+    Query,
+    QueryError,
+    QueryFileNotFoundError,
+    load_error,
+    require_hub_dataset,
+    resolve_location,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +59,8 @@ def load(
     """The posts of the comparisons in ``split`` (``eval`` is ``validation``), deduplicated by
     ``info.id`` (first occurrence wins); comparisons without a post are skipped."""
     location, local = resolve_location(data_path, ENV_VAR, HUB_ID)
+    if not local:
+        require_hub_dataset(location, ENV_VAR, LAYOUT)
     try:
         infos = _comparison_infos(location, local, split, cache_dir)
     except QueryError:

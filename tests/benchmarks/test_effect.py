@@ -1,0 +1,62 @@
+"""benchmarks/effect.py end to end on a tiny random model: the run, held-out principles, the guards, the outputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "effect.py"
+_spec = importlib.util.spec_from_file_location("effect_benchmark", SCRIPT)
+effect = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = effect  # dataclasses look up their module
+_spec.loader.exec_module(effect)
+
+
+def tiny_recipe(path: Path, model_dir: Path) -> Path:
+    recipe = {
+        "model": str(model_dir), "principles": "verifiable", "queries": "dialogue", "task": "dialogue",
+        "max_train_queries": 8, "max_eval_queries": 4, "scheme": "diverse", "principles_per_constitution": 1,
+        "max_new_tokens": 6, "temperature": 1.0, "generation_dtype": "float32", "drop_identical": False,
+        "drop_truncated": "none", "iterations": 1, "initial_steps": 1, "per_device_train_batch_size": 2,
+        "learning_rate": 1e-3, "use_cpu": True, "seed": 0,
+    }
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_effect_benchmark_scores_every_iteration(tiny_model_dir, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    effect.main(["--config", str(tiny_recipe(tmp_path / "recipe.yaml", tiny_model_dir)), "--output_dir", str(run_dir)])
+    out = capsys.readouterr().out
+    assert "| iteration | MI bound rows / cols (nats) | affirmed |" in out and "| 1 |" in out
+    report = json.loads((run_dir / "report" / "effect.json").read_text())
+    scores = report["scores"]
+    assert [s["iteration"] for s in scores] == [0, 1]
+    assert scores[0]["affirmed"]["difference"] == 0.0  # the base model against itself
+    assert scores[1]["affirmed"]["n"] == scores[0]["affirmed"]["n"] > 0
+    assert scores[1]["heldout_affirmed"]["n"] > 0  # the eval-split principles were generated and scored
+    assert all(s["base_nll"] > 0 and 0 <= s["repetition"] <= 1 for s in scores)
+    assert (run_dir / "iter_1" / "responses_heldout-principles.jsonl").exists()
+    assert (run_dir / "report" / "effect.png").stat().st_size > 10_000
+    assert {row["principle"] for row in report["principles"]} >= {"min_120_words"}  # held-out rows too
+
+
+def test_format_sweep_has_a_row_per_variant():
+    rates = effect.PairedRates(10, 0.2, 0.5, 0.3, 0.1, 0.5, 0.01)
+    scores = [effect.Scores(t, 0.01 * t, 0.02 * t, rates, rates, None, None, 50.0, 0.1, 2.5) for t in (0, 1)]
+    table = effect.format_sweep([("reference (the recipe)", scores), ("learning_rate=3e-4", scores)])
+    assert table.splitlines()[2].startswith("| reference (the recipe) | 0.000 → 0.010 | 50% (+30 [+10, +50], p=0.01)")
+    assert table.splitlines()[3].startswith("| learning_rate=3e-4 |")
+
+
+def test_connection_is_how_much_the_stance_steers_the_behaviour():
+    from sami.evaluation.verifiable import AdherenceRow
+
+    rows = [AdherenceRow("max_50_words", True, 10, 0.5, 10, 0.9, 0.4, 0.01, "mcnemar"),
+            AdherenceRow("max_50_words", False, 10, 0.75, 10, 0.7, -0.05, 1.0, "mcnemar")]
+    table = effect.format_connections(rows)
+    assert table.splitlines()[2] == "| max_50_words | 50% | 25% | +25 | +60 |"
