@@ -14,7 +14,7 @@ def test_checkpoint_folder_loads_with_dtype(tiny_model_dir):
     assert tokenizer.pad_token_id is not None
 
 
-def test_bad_specs_name_the_fix(tmp_path):
+def test_bad_specs_name_the_fix(tmp_path, reachable_hub):
     with pytest.raises(ValueError, match="unknown model spec 'not a model'"):
         resolve_model_path("not a model")
     with pytest.raises(FileNotFoundError, match="without config.json"):
@@ -23,7 +23,12 @@ def test_bad_specs_name_the_fix(tmp_path):
         resolve_model_path(str(tmp_path / "missing.gguf"))
     with pytest.raises(ValueError, match="unknown dtype"):
         resolve_dtype("float8")
-    assert resolve_model_path("mistralai/Mistral-7B-v0.1") == "mistralai/Mistral-7B-v0.1"
+    assert resolve_model_path("mistralai/Mistral-7B-v0.1") == "mistralai/Mistral-7B-v0.1"  # the Hub answers
+
+
+def test_a_hub_id_without_the_hub_fails_at_once(unreachable_hub):
+    with pytest.raises(ConnectionError, match="cannot reach the Hugging Face Hub .* HF_HUB_OFFLINE=1"):
+        resolve_model_path("mistralai/Mistral-7B-v0.1")
 
 
 def test_missing_embedded_package_prints_the_install_command():
