@@ -19,6 +19,7 @@ import logging
 import random
 from collections.abc import Callable
 
+import torch
 from transformers import ProgressCallback
 
 from sami.config.args import ConstitutionArgs, GenerationArgs, IterationArgs, ModelArgs, PrincipleArgs, QueryArgs
@@ -169,7 +170,10 @@ class Pipeline:
             "eval_scored": len(records),
         }
         if records:
-            args = dataclasses.replace(self.training_args, output_dir=str(iteration.trainer_dir))
+            args = dataclasses.replace(  # pinned memory only helps (and only exists) with an accelerator
+                self.training_args, output_dir=str(iteration.trainer_dir),
+                dataloader_pin_memory=self.training_args.dataloader_pin_memory and torch.cuda.is_available(),
+            )
             model, tokenizer = self._load(model_spec, args)
             scores = evaluate_sami(model, records, args, tokenizer=tokenizer)
             del model
@@ -278,12 +282,11 @@ class Pipeline:
         sampling = g.sampling(self.seed)
         if not training:
             sampling = dataclasses.replace(sampling, temperature=0.0)
-        report = generate_dataset(
+        generate_dataset(
             generator, queries, sampler, template, output,
             sampling=sampling, filters=g.filters() if training else EVAL_FILTERS, seed=self.seed,
             model_name=self.run_folder.relative(model_spec),
         )
-        logger.info("%s: %s", output, report.summary())
         generator.release()  # the trainer gets the accelerator's memory
 
 
