@@ -122,23 +122,24 @@ def measure(config: str, output_dir: str, run_flags: list[str], heldout: bool) -
     held_checkers = [c for c in checkers if c.name not in train_names]
     generations = {t: read_generations(run.iteration(t).eval_generations) for t in range(len(metrics))}
     held = heldout_principle_responses(pipeline, principle_set) if heldout and held_checkers else {}
-    nll = base_nll(pipeline, {t: responses_of(records) for t, records in generations.items()})
-    base = responses_of(generations[0])
+    flat = {t: responses_of(records) for t, records in generations.items()}
+    nll = base_nll(pipeline, flat)
+    base = flat[0]
     scores = []
     for m in metrics:
         t = m["iteration"]
-        flat = responses_of(generations[t])
+        responses = flat[t]
         scores.append(Scores(
             iteration=t, mi_rows=m.get("mi/bound_rows", float("nan")), mi_cols=m.get("mi/bound_cols", float("nan")),
-            affirmed=pooled_adherence(base, flat, train_checkers, True),
-            antithesis=pooled_adherence(base, flat, train_checkers, False),
+            affirmed=pooled_adherence(base, responses, train_checkers, True),
+            antithesis=pooled_adherence(base, responses, train_checkers, False),
             heldout_affirmed=pooled_adherence(held[0], held[t], held_checkers, True) if held else None,
             heldout_antithesis=pooled_adherence(held[0], held[t], held_checkers, False) if held else None,
-            words=sum(len(r["response"].split()) for r in flat) / max(1, len(flat)),
-            repetition=sum(repetition_rate(r["response"]) for r in flat) / max(1, len(flat)),
+            words=sum(len(r["response"].split()) for r in responses) / max(1, len(responses)),
+            repetition=sum(repetition_rate(r["response"]) for r in responses) / max(1, len(responses)),
             base_nll=nll[t],
         ))
-    final = responses_of(generations[max(generations)])
+    final = flat[max(flat)]
     rows = adherence_report(base, final, train_checkers)
     if held:
         rows += adherence_report(held[0], held[max(held)], held_checkers)

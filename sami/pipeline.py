@@ -162,7 +162,8 @@ class Pipeline:
         iteration = self.run_folder.iteration(t)
         model_spec = self._model_of(t)
         self._generate(model_spec, held_out, sampler, t, training=False)
-        everything = read_jsonl(iteration.eval_generations, what="held-out generations")
+        generations = read_generations(iteration.eval_generations)  # read once: metrics and adherence
+        everything = [g.to_dict() for g in generations]
         records = [r for r in everything if r.get("dropped") is None]
         lengths = [n for r in everything for n in r["response_tokens"]]
         metrics: dict = {
@@ -180,7 +181,7 @@ class Pipeline:
             metrics.update({key: scores[f"eval_{key}"] for key in EVAL_METRICS if f"eval_{key}" in scores})
         metrics["response_length"] = sum(lengths) / max(1, len(lengths))
         if self.verifiable is not None:
-            metrics.update(iteration_adherence(read_generations(iteration.eval_generations), self.verifiable))
+            metrics.update(iteration_adherence(generations, self.verifiable))
         metrics["identical_pairs"] = sum(len({y.strip() for y in r["responses"]}) == 1 for r in everything) / max(
             1, len(everything)
         )
