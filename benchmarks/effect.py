@@ -32,18 +32,19 @@ import torch
 
 from sami.config.evaluation import EvaluationArgs
 from sami.data import load_queries
-from sami.evaluation.effect import repetition_rate, responses_of
+from sami.evaluation.effect import PairSignal, pair_signal, repetition_rate, responses_of
 from sami.evaluation.protocol import ResponseGenerator, verifiable_principles
 from sami.evaluation.verifiable import PairedRates, adherence_report, adherence_table, pooled_adherence
 from sami.generation import resolve_template
 from sami.jsonl import write_json
-from sami.models import load_model
+from sami.models import load_for_training, load_model
 from sami.pipeline import Pipeline
 from sami.principles import load_principles
 from sami.records import read_generations
 from sami.reporting.figures import plot_effect
 from sami.run_folder import RunFolder
 from sami.scripts.run import make_parser as make_run_parser
+from sami.training.trainer import evaluate_sami
 
 HELD_OUT_PRINCIPLES = "heldout-principles"
 """The response files (``iter_<t>/responses_heldout-principles.jsonl``) of the held-out principles."""
@@ -69,6 +70,7 @@ class Scores:
     words: float
     repetition: float
     base_nll: float
+    signal: list[dict] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -98,6 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     print("\nHow strongly each principle's stance steers the checked behaviour (the paper: SAMI amplifies an existing")
     print(f"connection), base model vs iteration {scores[-1].iteration}:\n")
     print(format_connections(rows))
+    print("\nWhere the training signal goes, per principle: the pairs (same query, principle affirmed vs negated) whose")
+    print("behaviour differs toward the principle or away from it, in the data each iteration trained on and in its")
+    print("held-out responses, and the held-out MI bound of that principle's queries alone:\n")
+    print(format_signal(scores))
     run.report_dir.mkdir(parents=True, exist_ok=True)
     write_json({"scores": [s.to_dict() for s in scores], "principles": [r.to_dict() for r in rows]},
                run.report_dir / "effect.json")
@@ -122,6 +128,7 @@ def measure(config: str, output_dir: str, run_flags: list[str], heldout: bool) -
     held_checkers = [c for c in checkers if c.name not in train_names]
     generations = {t: read_generations(run.iteration(t).eval_generations) for t in range(len(metrics))}
     held = heldout_principle_responses(pipeline, principle_set) if heldout and held_checkers else {}
+    bounds = principle_bounds(pipeline, generations, train_checkers)
     flat = {t: responses_of(records) for t, records in generations.items()}
     nll = base_nll(pipeline, flat)
     base = flat[0]
@@ -138,12 +145,51 @@ def measure(config: str, output_dir: str, run_flags: list[str], heldout: bool) -
             words=sum(len(r["response"].split()) for r in responses) / max(1, len(responses)),
             repetition=sum(repetition_rate(r["response"]) for r in responses) / max(1, len(responses)),
             base_nll=nll[t],
+            signal=training_signal(run, t, generations[t], train_checkers, bounds[t]),
         ))
     final = flat[max(flat)]
     rows = adherence_report(base, final, train_checkers)
     if held:
         rows += adherence_report(held[0], held[max(held)], held_checkers)
     return scores, rows
+
+
+def training_signal(run: RunFolder, t: int, held_out, checkers, bounds: dict[str, float]) -> list[dict]:
+    """Per training principle: the pair signal of the data iteration t trained on and of its held-out responses."""
+    folder = run.iteration(t)
+    trained_on = {s.principle: s for s in pair_signal(read_generations(folder.generations), checkers)} if t else {}
+    rows = []
+    for signal in pair_signal(held_out, checkers):
+        data = trained_on.get(signal.principle)
+        rows.append({"principle": signal.principle, "held_out": dataclasses.asdict(signal),
+                     "trained_on": dataclasses.asdict(data) if data else None,
+                     "mi_bound_rows": bounds.get(signal.principle, float("nan"))})
+    return rows
+
+
+def principle_bounds(pipeline: Pipeline, generations: dict, checkers) -> dict[int, dict[str, float]]:
+    """The held-out MI bound (rows) of each training principle's queries alone, scored by iteration t's model.
+
+    The run's bound pools every query; split by principle it shows which principle's responses the
+    model tells apart, whether or not it follows that principle.
+    """
+    names = {c.name for c in checkers}
+    out = {}
+    for t, records in generations.items():
+        by_principle: dict[str, list[dict]] = {}
+        for record in records:
+            stances = {s["name"] for c in record.constitutions for s in c.get("stances", [])}
+            if record.dropped is None and len(stances) == 1 and stances <= names:
+                by_principle.setdefault(stances.pop(), []).append(record.to_dict())
+        spec = pipeline.model_args.model if t == 0 else str(pipeline.run_folder.iteration(t).checkpoint)
+        args = dataclasses.replace(pipeline.training_args, output_dir=str(pipeline.run_folder.iteration(t).trainer_dir),
+                                   dataloader_pin_memory=False)
+        model, tokenizer = load_for_training(spec, args, dtype=pipeline.model_args.training_dtype,
+                                             options=pipeline.model_args.options())
+        out[t] = {name: evaluate_sami(model, subset, args, tokenizer=tokenizer)["eval_mi/bound_rows"]
+                  for name, subset in by_principle.items()}
+        del model
+    return out
 
 
 def heldout_principle_responses(pipeline: Pipeline, principle_set) -> dict[int, list[dict]]:
@@ -248,6 +294,24 @@ def format_connections(rows: list) -> str:
         trained = row.trained_rate - (1 - negated.trained_rate) + 0.0
         lines.append(f"| {name} | {100 * row.base_rate:.0f}% | {100 * (1 - negated.base_rate):.0f}% | "
                      f"{100 * base:+.0f} | {100 * trained:+.0f} |")
+    return "\n".join(lines)
+
+
+def format_signal(scores: list[Scores]) -> str:
+    """One row per iteration and training principle (see :class:`sami.evaluation.effect.PairSignal`)."""
+
+    def pairs(signal: dict | None) -> str:
+        if not signal:
+            return "–"
+        return (f"{signal['toward']} / {signal['away']} of {signal['pairs']} "
+                f"({signal['words_affirmed']:.0f} / {signal['words_negated']:.0f} words)")
+
+    lines = ["| iteration | principle | trained on: toward / away (words affirmed / negated) | held-out: toward / away "
+             "| held-out MI bound rows |", "|---:|---|---|---|---:|"]
+    for s in scores:
+        for row in s.signal:
+            lines.append(f"| {s.iteration} | {row['principle']} | {pairs(row['trained_on'])} | {pairs(row['held_out'])} "
+                         f"| {row['mi_bound_rows']:.3f} |")
     return "\n".join(lines)
 
 

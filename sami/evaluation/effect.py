@@ -9,6 +9,7 @@ held-out responses, how often they follow the stance their constitution asked fo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sami.evaluation.verifiable import PairedRates, VerifiablePrinciple, pooled_adherence, stance_outcomes
 from sami.records import GenerationRecord, read_generations
@@ -76,6 +77,62 @@ def find_example(
     before, after = min(gains[name], key=lambda pair: len(pair[0]["response"]) + len(pair[1]["response"]))
     return {"principle": name, "query": after["query"], "constitution": after["constitution"],
             "base": before["response"], "trained": after["response"]}
+
+
+@dataclass
+class PairSignal:
+    """What separates a principle's affirmed response from its negated one, over the queries that have both.
+
+    SAMI's loss rewards whatever tells a query's responses apart; on training data it amplifies
+    this difference, in whichever direction the sampled pairs show it.
+
+    Attributes:
+        pairs: queries with the principle affirmed in one constitution and negated in another.
+        toward: pairs whose affirmed response shows the checked behaviour and whose negated one does not.
+        away: the reverse: the behaviour appears only under the negation.
+        words_affirmed, words_negated: mean words per response under each stance.
+    """
+
+    principle: str
+    pairs: int = 0
+    toward: int = 0
+    away: int = 0
+    words_affirmed: float = 0.0
+    words_negated: float = 0.0
+
+
+def pair_signal(records: Sequence[GenerationRecord], principles: Sequence[VerifiablePrinciple]) -> list[PairSignal]:
+    """Per verifiable principle, how its affirmed and negated responses differ within a query (kept records only).
+
+    A constitution counts for a principle when its only stance is that principle (``scheme: diverse``,
+    ``principles_per_constitution: 1``); a query pairs its first affirmed and first negated such response.
+    """
+    by_name = {p.name: p for p in principles}
+    signals = {name: PairSignal(name) for name in by_name}
+    words: dict[str, list[list[int]]] = {name: [[], []] for name in signals}
+    for record in records:
+        if record.dropped is not None:
+            continue
+        found: dict[tuple[str, bool], str] = {}
+        for constitution, response in zip(record.constitutions, record.responses):
+            stances = constitution.get("stances", [])
+            if len(stances) == 1 and stances[0]["name"] in signals:
+                found.setdefault((stances[0]["name"], bool(stances[0]["affirmed"])), response or "")
+        for name, signal in signals.items():
+            if (name, True) not in found or (name, False) not in found:
+                continue
+            affirmed, negated = found[name, True], found[name, False]
+            shows = by_name[name].check
+            signal.pairs += 1
+            signal.toward += shows(affirmed) and not shows(negated)
+            signal.away += shows(negated) and not shows(affirmed)
+            words[name][0].append(len(affirmed.split()))
+            words[name][1].append(len(negated.split()))
+    for name, signal in signals.items():
+        if signal.pairs:
+            signal.words_affirmed = sum(words[name][0]) / signal.pairs
+            signal.words_negated = sum(words[name][1]) / signal.pairs
+    return [s for s in signals.values() if s.pairs]
 
 
 def format_rates(label: str, rates: PairedRates) -> str:

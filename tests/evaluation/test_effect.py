@@ -4,7 +4,9 @@ import math
 
 import pytest
 
-from sami.evaluation.effect import base_vs_trained, effect_summary, find_example, iteration_adherence, repetition_rate
+from sami.evaluation.effect import (
+    base_vs_trained, effect_summary, find_example, iteration_adherence, pair_signal, repetition_rate,
+)
 from sami.evaluation.verifiable import load_verifiable_principles, paired_rates, pooled_adherence
 from sami.jsonl import write_jsonl
 from sami.records import GenerationRecord
@@ -96,3 +98,17 @@ def test_effect_summary_reads_the_run(tmp_path):
     assert "adherence to the affirmed principles: 0% -> 100% (+100 points" in text
     assert "exact McNemar p = 0.002" in text
     assert f"iteration 2: {SHORT}" in text
+
+
+def test_pair_signal_counts_pairs_toward_and_away_from_the_principle():
+    principles = load_verifiable_principles()
+    records = [record("q0", SHORT, LONG), record("q1", SHORT, LONG), record("q2", LONG, SHORT),  # 2 toward, 1 away
+               record("q3", SHORT, SHORT), record("q4", LONG, LONG)]  # no difference
+    dropped = record("q5", SHORT, LONG)
+    dropped.dropped = "identical"
+    two_stances = record("q6", SHORT, LONG)
+    two_stances.constitutions[0]["stances"].append({"name": "no_commas", "affirmed": True, "text": "no commas"})
+    (signal,) = pair_signal([*records, dropped, two_stances], principles)
+    assert (signal.principle, signal.pairs, signal.toward, signal.away) == ("max_50_words", 5, 2, 1)
+    assert signal.words_affirmed == pytest.approx((3 * 3 + 2 * 80) / 5)
+    assert signal.words_negated == pytest.approx((3 * 80 + 2 * 3) / 5)

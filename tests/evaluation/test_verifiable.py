@@ -93,8 +93,10 @@ def test_adherence_report_base_vs_trained():
     assert table.splitlines()[1 + 1].endswith("| <0.001 |")
 
 
-def test_verifiable_small_trains_on_the_principles_a_small_model_follows():
-    full, small = load_principles("verifiable"), load_principles("verifiable_small")
+@pytest.mark.parametrize("name, train", [("verifiable_small", ["max_50_words", "bulleted_list"]),
+                                         ("verifiable_bullets", ["bulleted_list"])])
+def test_verifiable_subsets_train_on_the_principles_a_small_model_follows(name, train):
+    full, small = load_principles("verifiable"), load_principles(name)
     assert [(p.name, p.definition, p.antithesis) for p in small] == [(p.name, p.definition, p.antithesis) for p in full]
-    assert [p.name for p in small.by_split("train")] == ["max_50_words", "bulleted_list"]
-    assert len(load_verifiable_principles("verifiable_small")) == len(full)  # every name has a checker
+    assert [p.name for p in small.by_split("train")] == train
+    assert len(load_verifiable_principles(name)) == len(full)  # every name has a checker
