@@ -43,6 +43,14 @@ def test_effect_benchmark_scores_every_iteration(tiny_model_dir, tmp_path, capsy
     assert (run_dir / "iter_1" / "responses_heldout-principles.jsonl").exists()
     assert (run_dir / "report" / "effect.png").stat().st_size > 10_000
     assert {row["principle"] for row in report["principles"]} >= {"min_120_words"}  # held-out rows too
+    assert "| iteration | principle | trained on: toward / away" in out
+    train = {"max_50_words", "bulleted_list", "ends_with_question", "all_lowercase", "no_commas"}
+    assert scores[0]["signal"] and all(row["trained_on"] is None for row in scores[0]["signal"])  # base: no data
+    rows = scores[1]["signal"]  # training principles, each scored on its own held-out queries
+    assert rows and all(r["principle"] in train and r["held_out"]["pairs"] > 0 and r["mi_bound_rows"] <= 0.6932
+                        for r in rows)
+    trained_on = sum(r["trained_on"]["pairs"] for r in rows if r["trained_on"])  # the 2 queries iteration 1 trained on
+    assert 0 < trained_on <= 2
 
 
 def test_format_sweep_has_a_row_per_variant():
