@@ -57,8 +57,8 @@ def find_example(
 ) -> dict | None:
     """A held-out query whose affirmed-principle response the base model got wrong and training got right.
 
-    Prefers the principle whose adherence rose most, then the shortest pair of responses (readable on
-    a terminal). ``None`` when no response changed that way.
+    Prefers the principle whose adherence rose most, then the pair with the fewest repeated 4-grams, then
+    the shortest (readable on a terminal). ``None`` when no response changed that way.
     """
     by_name = {p.name: p for p in principles}
     base_flat = {(r["query_id"], r["constitution"]): r for r in responses_of(base)}
@@ -74,7 +74,10 @@ def find_example(
     if not gains:
         return None
     name = max(gains, key=lambda n: len(gains[n]))
-    before, after = min(gains[name], key=lambda pair: len(pair[0]["response"]) + len(pair[1]["response"]))
+    before, after = min(gains[name], key=lambda pair: (
+        round(repetition_rate(pair[0]["response"]) + repetition_rate(pair[1]["response"]), 2),
+        len(pair[0]["response"]) + len(pair[1]["response"]),
+    ))
     return {"principle": name, "query": after["query"], "constitution": after["constitution"],
             "base": before["response"], "trained": after["response"]}
 
