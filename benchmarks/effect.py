@@ -32,7 +32,7 @@ import torch
 
 from sami.config.evaluation import EvaluationArgs
 from sami.data import load_queries
-from sami.evaluation.effect import PairSignal, pair_signal, repetition_rate, responses_of
+from sami.evaluation.effect import pair_signal, repetition_rate, responses_of
 from sami.evaluation.protocol import ResponseGenerator, verifiable_principles
 from sami.evaluation.verifiable import PairedRates, adherence_report, adherence_table, pooled_adherence
 from sami.generation import resolve_template
@@ -181,7 +181,7 @@ def principle_bounds(pipeline: Pipeline, generations: dict, checkers) -> dict[in
             stances = {s["name"] for c in record.constitutions for s in c.get("stances", [])}
             if record.dropped is None and len(stances) == 1 and stances <= names:
                 by_principle.setdefault(stances.pop(), []).append(record.to_dict())
-        spec = pipeline.model_args.model if t == 0 else str(pipeline.run_folder.iteration(t).checkpoint)
+        spec = pipeline.model_of(t)
         args = dataclasses.replace(pipeline.training_args, output_dir=str(pipeline.run_folder.iteration(t).trainer_dir),
                                    dataloader_pin_memory=False)
         model, tokenizer = load_for_training(spec, args, dtype=pipeline.model_args.training_dtype,
@@ -203,7 +203,7 @@ def heldout_principle_responses(pipeline: Pipeline, principle_set) -> dict[int, 
     run = pipeline.run_folder
     out = {}
     for t, folder in sorted(run.iterations().items()):
-        spec = pipeline.model_args.model if t == 0 else str(folder.checkpoint)
+        spec = pipeline.model_of(t)
         records = responder.responses(spec, folder.responses(HELD_OUT_PRINCIPLES), run.relative(spec))
         out[t] = [r.to_dict() for r in records]
     return out

@@ -130,7 +130,7 @@ class Pipeline:
     def _generate_training_data(self, t: int, pool: list, sampler: ConstitutionSampler) -> None:
         """Iteration t's training data: the model of t-1 answers this iteration's queries."""
         queries = self._iteration_queries(pool, t)
-        self._generate(self._model_of(t - 1), queries, sampler, t, training=True)
+        self._generate(self.model_of(t - 1), queries, sampler, t, training=True)
 
     def _train(self, t: int) -> None:
         """Train from the base (or from t-1) on iteration t's kept records; save the model of iteration t."""
@@ -141,7 +141,7 @@ class Pipeline:
                 f"{iteration.generations}: every record was filtered out (see its filter report); "
                 "sample with --temperature > 0, raise --max_new_tokens, or relax --drop_truncated/--drop_identical"
             )
-        start = self._model_of(t - 1) if self.iteration_args.continue_from_previous else self.model_args.model
+        start = self.model_of(t - 1) if self.iteration_args.continue_from_previous else self.model_args.model
         with iteration_run(self.training_args, t, self.run_folder.tracker_logs) as tracked:  # a tracker run per t
             args = dataclasses.replace(
                 tracked, output_dir=str(iteration.trainer_dir), max_steps=self.iteration_args.steps(t)
@@ -160,7 +160,7 @@ class Pipeline:
     def _evaluate(self, t: int, held_out: list, sampler: ConstitutionSampler) -> None:
         """Greedy held-out responses of the model of iteration t, their SAMI metrics and lengths."""
         iteration = self.run_folder.iteration(t)
-        model_spec = self._model_of(t)
+        model_spec = self.model_of(t)
         self._generate(model_spec, held_out, sampler, t, training=False)
         generations = read_generations(iteration.eval_generations)  # read once: metrics and adherence
         everything = [g.to_dict() for g in generations]
@@ -251,7 +251,7 @@ class Pipeline:
         accelerator when sharded (FSDP/ZeRO-3 place it when they prepare it)."""
         return load_for_training(spec, args, dtype=self.model_args.training_dtype, options=self.model_args.options())
 
-    def _model_of(self, t: int) -> str:
+    def model_of(self, t: int) -> str:
         """The model of iteration t: the base at t = 0, else iteration t's checkpoint."""
         return self.model_args.model if t == 0 else str(self.run_folder.iteration(t).checkpoint)
 

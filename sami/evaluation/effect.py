@@ -112,7 +112,6 @@ def pair_signal(records: Sequence[GenerationRecord], principles: Sequence[Verifi
     """
     by_name = {p.name: p for p in principles}
     signals = {name: PairSignal(name) for name in by_name}
-    words: dict[str, list[list[int]]] = {name: [[], []] for name in signals}
     for record in records:
         if record.dropped is not None:
             continue
@@ -129,13 +128,13 @@ def pair_signal(records: Sequence[GenerationRecord], principles: Sequence[Verifi
             signal.pairs += 1
             signal.toward += shows(affirmed) and not shows(negated)
             signal.away += shows(negated) and not shows(affirmed)
-            words[name][0].append(len(affirmed.split()))
-            words[name][1].append(len(negated.split()))
-    for name, signal in signals.items():
-        if signal.pairs:
-            signal.words_affirmed = sum(words[name][0]) / signal.pairs
-            signal.words_negated = sum(words[name][1]) / signal.pairs
-    return [s for s in signals.values() if s.pairs]
+            signal.words_affirmed += len(affirmed.split())  # a sum until the mean below
+            signal.words_negated += len(negated.split())
+    found_pairs = [s for s in signals.values() if s.pairs]
+    for signal in found_pairs:
+        signal.words_affirmed /= signal.pairs
+        signal.words_negated /= signal.pairs
+    return found_pairs
 
 
 def format_rates(label: str, rates: PairedRates) -> str:
