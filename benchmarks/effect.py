@@ -71,6 +71,8 @@ class Scores:
     repetition: float
     base_nll: float
     signal: list[dict] = dataclasses.field(default_factory=list)
+    trained_on_nll: float | None = None
+    """The base model's NLL per token of the responses this iteration trained on (samples of model t-1)."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -130,7 +132,9 @@ def measure(config: str, output_dir: str, run_flags: list[str], heldout: bool) -
     held = heldout_principle_responses(pipeline, principle_set) if heldout and held_checkers else {}
     bounds = principle_bounds(pipeline, generations, train_checkers)
     flat = {t: responses_of(records) for t, records in generations.items()}
-    nll = base_nll(pipeline, flat)
+    trained_on = {("trained on", t): responses_of(read_generations(run.iteration(t).generations))
+                  for t in range(1, len(metrics))}
+    nll = base_nll(pipeline, {**flat, **trained_on})
     base = flat[0]
     scores = []
     for m in metrics:
@@ -146,6 +150,7 @@ def measure(config: str, output_dir: str, run_flags: list[str], heldout: bool) -
             repetition=sum(repetition_rate(r["response"]) for r in responses) / max(1, len(responses)),
             base_nll=nll[t],
             signal=training_signal(run, t, generations[t], train_checkers, bounds[t]),
+            trained_on_nll=nll.get(("trained on", t)),
         ))
     final = flat[max(flat)]
     rows = adherence_report(base, final, train_checkers)
@@ -210,11 +215,13 @@ def heldout_principle_responses(pipeline: Pipeline, principle_set) -> dict[int, 
 
 
 @torch.no_grad()
-def base_nll(pipeline: Pipeline, responses: dict[int, list[dict]], batch_size: int = 8) -> dict[int, float]:
+def base_nll(pipeline: Pipeline, responses: dict, batch_size: int = 8) -> dict:
     """The base model's mean negative log-likelihood per response token, given the bare query (no constitution).
 
     A coherence guard: responses that adhere by degenerating (loops, talk about the principle instead
-    of an answer) are unlikely under the base model, so this rises.
+    of an answer) are unlikely under the base model, so this rises. Its scale: the base model's own
+    samples at the generation temperature (the data iteration 1 trains on) score higher than its
+    greedy answers, which are its most likely text by construction.
     """
     model, tokenizer = load_model(pipeline.model_args.model, dtype="float32", device="cpu")
     template = resolve_template(tokenizer, pipeline.query_args.task, pipeline.generation_args.prompt_kind)
@@ -264,16 +271,20 @@ def _rates(r: PairedRates | None) -> str:
             f"p={p})")
 
 
+def _nll(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def format_scores(scores: list[Scores]) -> str:
     """One row per iteration; adherence as rate (change vs base [95% CI], exact McNemar p)."""
     header = ("| iteration | MI bound rows / cols (nats) | affirmed | antithesis | held-out principles: affirmed "
-              "| antithesis | words | repetition | base NLL/token |")
-    lines = [header, "|---:|---|---|---|---|---|---:|---:|---:|"]
+              "| antithesis | words | repetition | base NLL/token | base NLL/token of its training samples |")
+    lines = [header, "|---:|---|---|---|---|---|---:|---:|---:|---:|"]
     for s in scores:
         lines.append(
             f"| {s.iteration} | {s.mi_rows:.3f} / {s.mi_cols:.3f} | {_rates(s.affirmed)} | {_rates(s.antithesis)} "
             f"| {_rates(s.heldout_affirmed)} | {_rates(s.heldout_antithesis)} | {s.words:.0f} | {s.repetition:.3f} "
-            f"| {s.base_nll:.2f} |"
+            f"| {s.base_nll:.2f} | {_nll(s.trained_on_nll)} |"
         )
     return "\n".join(lines)
 
@@ -337,15 +348,17 @@ def sweep(args: argparse.Namespace, run_flags: list[str]) -> None:
 
 def format_sweep(results: list[tuple[str, list[Scores]]]) -> str:
     lines = [
-        "| variant | MI bound per iteration (rows) | affirmed | antithesis | words | repetition | base NLL/token |",
-        "|---|---|---|---|---:|---:|---:|",
+        "| variant | MI bound per iteration (rows) | affirmed | antithesis | words | repetition | base NLL/token "
+        "| base NLL/token of the base model's samples |",
+        "|---|---|---|---|---:|---:|---:|---:|",
     ]
     for name, scores in results:
         final, base = scores[-1], scores[0]
         lines.append(
             f"| {name} | {' → '.join(f'{s.mi_rows:.3f}' for s in scores)} | {_rates(final.affirmed)} "
             f"| {_rates(final.antithesis)} | {base.words:.0f} → {final.words:.0f} "
-            f"| {base.repetition:.3f} → {final.repetition:.3f} | {base.base_nll:.2f} → {final.base_nll:.2f} |"
+            f"| {base.repetition:.3f} → {final.repetition:.3f} | {base.base_nll:.2f} → {final.base_nll:.2f} "
+            f"| {_nll(scores[1].trained_on_nll if len(scores) > 1 else None)} |"
         )
     return "\n".join(lines)
 

@@ -40,6 +40,7 @@ def test_effect_benchmark_scores_every_iteration(tiny_model_dir, tmp_path, capsy
     assert scores[1]["affirmed"]["n"] == scores[0]["affirmed"]["n"] > 0
     assert scores[1]["heldout_affirmed"]["n"] > 0  # the eval-split principles were generated and scored
     assert all(s["base_nll"] > 0 and 0 <= s["repetition"] <= 1 for s in scores)
+    assert scores[0]["trained_on_nll"] is None and scores[1]["trained_on_nll"] > 0  # the base model's own samples
     assert (run_dir / "iter_1" / "responses_heldout-principles.jsonl").exists()
     assert (run_dir / "report" / "effect.png").stat().st_size > 10_000
     assert {row["principle"] for row in report["principles"]} >= {"min_120_words"}  # held-out rows too
@@ -55,9 +56,11 @@ def test_effect_benchmark_scores_every_iteration(tiny_model_dir, tmp_path, capsy
 
 def test_format_sweep_has_a_row_per_variant():
     rates = effect.PairedRates(10, 0.2, 0.5, 0.3, 0.1, 0.5, 0.01)
-    scores = [effect.Scores(t, 0.01 * t, 0.02 * t, rates, rates, None, None, 50.0, 0.1, 2.5) for t in (0, 1)]
+    scores = [effect.Scores(t, 0.01 * t, 0.02 * t, rates, rates, None, None, 50.0, 0.1, 2.5,
+                            trained_on_nll=3.25 if t else None) for t in (0, 1)]
     table = effect.format_sweep([("reference (the recipe)", scores), ("learning_rate=3e-4", scores)])
     assert table.splitlines()[2].startswith("| reference (the recipe) | 0.000 → 0.010 | 50% (+30 [+10, +50], p=0.01)")
+    assert table.splitlines()[2].endswith("| 2.50 → 2.50 | 3.25 |")
     assert table.splitlines()[3].startswith("| learning_rate=3e-4 |")
 
 

@@ -93,10 +93,15 @@ def test_adherence_report_base_vs_trained():
     assert table.splitlines()[1 + 1].endswith("| <0.001 |")
 
 
-@pytest.mark.parametrize("name, train", [("verifiable_small", ["max_50_words", "bulleted_list"]),
-                                         ("verifiable_bullets", ["bulleted_list"])])
-def test_verifiable_subsets_train_on_the_principles_a_small_model_follows(name, train):
+PLAIN_PARAGRAPHS = {"bulleted_list": "The response is written as plain paragraphs, without any bulleted or numbered list."}
+
+
+@pytest.mark.parametrize("name, train, reworded", [("verifiable_small", ["max_50_words", "bulleted_list"], {}),
+                                                   ("verifiable_bullets", ["bulleted_list"], {}),
+                                                   ("verifiable_paragraphs", ["bulleted_list"], PLAIN_PARAGRAPHS)])
+def test_verifiable_subsets_train_on_the_principles_a_small_model_follows(name, train, reworded):
     full, small = load_principles("verifiable"), load_principles(name)
-    assert [(p.name, p.definition, p.antithesis) for p in small] == [(p.name, p.definition, p.antithesis) for p in full]
+    expected = [(p.name, p.definition, reworded.get(p.name, p.antithesis)) for p in full]
+    assert [(p.name, p.definition, p.antithesis) for p in small] == expected
     assert [p.name for p in small.by_split("train")] == train
     assert len(load_verifiable_principles(name)) == len(full)  # every name has a checker
