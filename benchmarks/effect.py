@@ -1,9 +1,9 @@
 """Does SAMI make a model follow its principles? The effect benchmark on verifiable principles.
 
-    python benchmarks/effect.py --config effect_cpu --output_dir runs/effect        # ~20 min on 2 CPU cores
+    python benchmarks/effect.py --config effect_cpu --output_dir runs/effect        # ~17 min on 2 CPU cores
     python benchmarks/effect.py --config effect_cpu --output_dir runs/effect --learning_rate 3e-4   # any `sami run` flag
     python benchmarks/effect.py --config effect_cpu --output_dir runs/sweep --iterations 1 \
-        --sweep learning_rate=3e-5 learning_rate=3e-4 aggregation=sum use_lora=true,learning_rate=1e-3
+        --sweep learning_rate=3e-4 temperature=1.0 aggregation=sum use_lora=false,learning_rate=1e-4
 
 Runs (or resumes) ``sami run`` with the recipe, then scores each iteration's greedy held-out responses
 (docs/effect.md): the MI bound in both directions; adherence to the training principles when
@@ -11,7 +11,8 @@ affirmed and to their antitheses when negated, paired with the base model's answ
 queries under the same constitutions (exact McNemar p, Newcombe 95% interval); the same for the
 held-out principles the model never trained on; the mean response length; and two coherence
 guards: the repetition rate (repeated word 4-grams) and the base model's per-token negative
-log-likelihood of the responses given the bare query. Prints the tables; writes
+log-likelihood of the responses given the bare query, beside its NLL of the samples each iteration trained on
+(at iteration 1 the base model's own samples: the guard's scale). Prints the tables; writes
 ``effect.json`` and ``effect.png`` into the run's ``report/``.
 
 ``--sweep KEY=VALUE[,KEY=VALUE] ...`` runs one variant per setting (in ``OUTPUT_DIR/<key>=<value>``, plus the
