@@ -132,10 +132,9 @@ def measure(config: str, output_dir: str, run_flags: list[str], heldout: bool) -
     generations = {t: read_generations(run.iteration(t).eval_generations) for t in range(len(metrics))}
     held = heldout_principle_responses(pipeline, principle_set) if heldout and held_checkers else {}
     bounds = principle_bounds(pipeline, generations, train_checkers)
+    trained_on = {t: read_generations(run.iteration(t).generations) for t in range(1, len(metrics))}
     flat = {t: responses_of(records) for t, records in generations.items()}
-    trained_on = {("trained on", t): responses_of(read_generations(run.iteration(t).generations))
-                  for t in range(1, len(metrics))}
-    nll = base_nll(pipeline, {**flat, **trained_on})
+    nll = base_nll(pipeline, {**flat, **{("trained on", t): responses_of(r) for t, r in trained_on.items()}})
     base = flat[0]
     scores = []
     for m in metrics:
@@ -150,7 +149,7 @@ def measure(config: str, output_dir: str, run_flags: list[str], heldout: bool) -
             words=sum(len(r["response"].split()) for r in responses) / max(1, len(responses)),
             repetition=sum(repetition_rate(r["response"]) for r in responses) / max(1, len(responses)),
             base_nll=nll[t],
-            signal=training_signal(run, t, generations[t], train_checkers, bounds[t]),
+            signal=training_signal(trained_on.get(t, []), generations[t], train_checkers, bounds[t]),
             trained_on_nll=nll.get(("trained on", t)),
         ))
     final = flat[max(flat)]
@@ -160,10 +159,10 @@ def measure(config: str, output_dir: str, run_flags: list[str], heldout: bool) -
     return scores, rows
 
 
-def training_signal(run: RunFolder, t: int, held_out, checkers, bounds: dict[str, float]) -> list[dict]:
-    """Per training principle: the pair signal of the data iteration t trained on and of its held-out responses."""
-    folder = run.iteration(t)
-    trained_on = {s.principle: s for s in pair_signal(read_generations(folder.generations), checkers)} if t else {}
+def training_signal(trained_on, held_out, checkers, bounds: dict[str, float]) -> list[dict]:
+    """Per training principle: the pair signal of the data an iteration trained on (none at t = 0) and of its
+    held-out responses."""
+    trained_on = {s.principle: s for s in pair_signal(trained_on, checkers)}
     rows = []
     for signal in pair_signal(held_out, checkers):
         data = trained_on.get(signal.principle)
