@@ -60,8 +60,26 @@ def test_format_sweep_has_a_row_per_variant():
                             trained_on_nll=3.25 if t else None) for t in (0, 1)]
     table = effect.format_sweep([("reference (the recipe)", scores), ("learning_rate=3e-4", scores)])
     assert table.splitlines()[2].startswith("| reference (the recipe) | 0.000 → 0.010 | 50% (+30 [+10, +50], p=0.01)")
-    assert table.splitlines()[2].endswith("| 2.50 → 2.50 | 3.25 |")
+    assert table.splitlines()[2].endswith("| 2.50 → 2.50 | 3.25 | no iteration |")  # p = 0.01 is not < 0.01
     assert table.splitlines()[3].startswith("| learning_rate=3e-4 |")
+
+
+def test_target_names_the_parts_an_iteration_misses():
+    def rates(difference: float, p_value: float):
+        return effect.PairedRates(40, 0.3, 0.3 + difference, difference, difference - 0.1, difference + 0.1, p_value)
+
+    def iteration(t, mi, affirmed, antithesis, nll, repetition):
+        return effect.Scores(t, mi, mi, affirmed, antithesis, None, None, 90.0, repetition, nll)
+
+    base = iteration(0, -0.01, rates(0, 1), rates(0, 1), 0.65, 0.20)
+    met = iteration(1, 0.00, rates(0.32, 0.004), rates(0, 1), 0.64, 0.218)  # the recipe's seed 0, iteration 1
+    missed = iteration(2, -0.02, rates(0.45, 0.02), rates(-0.05, 0.5), 0.72, 0.23)
+    scores = [base, met, missed]
+    target = effect.Target()
+    assert target.misses(scores, 1) == [] and target.verdict(scores, 1) == "met"
+    assert target.misses(scores, 2) == ["affirmed", "antithesis", "MI bound", "NLL", "repetition"]
+    assert target.verdict(scores, 0) == "–"
+    assert effect.format_scores(scores).splitlines()[3].endswith("| met |")
 
 
 def test_connection_is_how_much_the_stance_steers_the_behaviour():
