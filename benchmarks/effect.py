@@ -78,6 +78,15 @@ class Scores:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def connection(self) -> float:
+        """How much more often the checked behaviour shows when its principle is affirmed than when negated.
+
+        SAMI's loss sees only this difference between a query's constitutions; a shift of the behaviour under
+        both stances at once leaves it unchanged, and moves affirmed adherence and the antithesis in opposite ways.
+        """
+        return self.affirmed.trained_rate - (1 - self.antithesis.trained_rate)
+
 
 @dataclasses.dataclass(frozen=True)
 class Target:
@@ -307,13 +316,14 @@ def _nll(value: float | None) -> str:
 
 def format_scores(scores: list[Scores]) -> str:
     """One row per iteration; adherence as rate (change vs base [95% CI], exact McNemar p)."""
-    header = ("| iteration | MI bound rows / cols (nats) | affirmed | antithesis | held-out principles: affirmed "
-              "| antithesis | words | repetition | base NLL/token | base NLL/token of its training samples | target |")
-    lines = [header, "|---:|---|---|---|---|---|---:|---:|---:|---:|---|"]
+    header = ("| iteration | MI bound rows / cols (nats) | affirmed | antithesis | connection | held-out principles: "
+              "affirmed | antithesis | words | repetition | base NLL/token | base NLL/token of its training samples "
+              "| target |")
+    lines = [header, "|---:|---|---|---|---:|---|---|---:|---:|---:|---:|---|"]
     for t, s in enumerate(scores):
         lines.append(
             f"| {s.iteration} | {s.mi_rows:.3f} / {s.mi_cols:.3f} | {_rates(s.affirmed)} | {_rates(s.antithesis)} "
-            f"| {_rates(s.heldout_affirmed)} | {_rates(s.heldout_antithesis)} | {s.words:.0f} | {s.repetition:.3f} "
+            f"| {100 * s.connection:+.0f} | {_rates(s.heldout_affirmed)} | {_rates(s.heldout_antithesis)} | {s.words:.0f} | {s.repetition:.3f} "
             f"| {s.base_nll:.2f} | {_nll(s.trained_on_nll)} | {Target().verdict(scores, t)} |"
         )
     return "\n".join(lines)
@@ -378,16 +388,17 @@ def sweep(args: argparse.Namespace, run_flags: list[str]) -> None:
 
 def format_sweep(results: list[tuple[str, list[Scores]]]) -> str:
     lines = [
-        "| variant | MI bound per iteration (rows) | affirmed | antithesis | words | repetition | base NLL/token "
-        "| base NLL/token of the base model's samples | meets the target at |",
-        "|---|---|---|---|---:|---:|---:|---:|---|",
+        "| variant | MI bound per iteration (rows) | affirmed | antithesis | connection | words | repetition "
+        "| base NLL/token | base NLL/token of the base model's samples | meets the target at |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---|",
     ]
     for name, scores in results:
         final, base = scores[-1], scores[0]
         met = [str(t) for t in range(1, len(scores)) if not Target().misses(scores, t)]
         lines.append(
             f"| {name} | {' → '.join(f'{s.mi_rows:.3f}' for s in scores)} | {_rates(final.affirmed)} "
-            f"| {_rates(final.antithesis)} | {base.words:.0f} → {final.words:.0f} "
+            f"| {_rates(final.antithesis)} | {100 * base.connection:+.0f} → {100 * final.connection:+.0f} "
+            f"| {base.words:.0f} → {final.words:.0f} "
             f"| {base.repetition:.3f} → {final.repetition:.3f} | {base.base_nll:.2f} → {final.base_nll:.2f} "
             f"| {_nll(scores[1].trained_on_nll if len(scores) > 1 else None)} "
             f"| {'iteration ' + ', '.join(met) if met else 'no iteration'} |"

@@ -80,6 +80,8 @@ def test_target_names_the_parts_an_iteration_misses():
     assert target.misses(scores, 2) == ["affirmed", "antithesis", "MI bound", "NLL", "repetition"]
     assert target.verdict(scores, 0) == "–"
     assert effect.format_scores(scores).splitlines()[3].endswith("| met |")
+    # lists under "affirmed" 62%, under "negated" 100% - 30% = 70%: the stance steers the behaviour by -8 points
+    assert round(100 * met.connection) == -8 and "| -8 |" in effect.format_scores(scores).splitlines()[3]
 
 
 def test_connection_is_how_much_the_stance_steers_the_behaviour():
@@ -89,3 +91,12 @@ def test_connection_is_how_much_the_stance_steers_the_behaviour():
             AdherenceRow("max_50_words", False, 10, 0.75, 10, 0.7, -0.05, 1.0, "mcnemar")]
     table = effect.format_connections(rows)
     assert table.splitlines()[2] == "| max_50_words | 50% | 25% | +25 | +60 |"
+
+
+def test_the_benchmark_wording_variant_changes_one_antithesis_only():
+    from sami.principles import load_principles
+
+    builtin = load_principles("verifiable_paragraphs")
+    variant = load_principles(str(SCRIPT.parent / "principles" / "bullets_vs_sentences.yaml"))
+    changed = [(a.name, b.antithesis) for a, b in zip(builtin.principles, variant.principles) if a != b]
+    assert changed == [("bulleted_list", "The response is written as one or two paragraphs of complete sentences.")]
