@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import shutil
 import sys
 from pathlib import Path
@@ -80,12 +81,17 @@ class Scores:
 
     @property
     def connection(self) -> float:
-        """How much more often the checked behaviour shows when its principle is affirmed than when negated.
+        """:func:`connection` of this iteration's responses, pooled over the training principles."""
+        return connection(self.affirmed.trained_rate, self.antithesis.trained_rate)
 
-        SAMI's loss sees only this difference between a query's constitutions; a shift of the behaviour under
-        both stances at once leaves it unchanged, and moves affirmed adherence and the antithesis in opposite ways.
-        """
-        return self.affirmed.trained_rate - (1 - self.antithesis.trained_rate)
+
+def connection(affirmed_rate: float, antithesis_rate: float) -> float:
+    """How much more often the checked behaviour shows when its principle is affirmed than when negated.
+
+    SAMI's loss sees only this difference between a query's constitutions; a shift of the behaviour under
+    both stances at once leaves it unchanged, and moves affirmed adherence and the antithesis in opposite ways.
+    """
+    return affirmed_rate - (1 - antithesis_rate) + 0.0  # + 0.0: no "-0"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +111,7 @@ class Target:
         checks = {
             "affirmed": now.affirmed.difference >= self.min_gain and now.affirmed.p_value < self.max_p,
             "antithesis": now.antithesis.difference >= 0,
-            "MI bound": all(b.mi_rows > a.mi_rows for a, b in zip(scores[:t], scores[1 : t + 1])),
+            "MI bound": all(b.mi_rows > a.mi_rows for a, b in itertools.pairwise(scores[: t + 1])),
             "NLL": now.base_nll <= (1 + self.max_guard_rise) * base.base_nll,
             "repetition": now.repetition <= (1 + self.max_guard_rise) * base.repetition,
         }
@@ -116,6 +122,9 @@ class Target:
             return "–"
         misses = self.misses(scores, t)
         return "met" if not misses else "misses " + ", ".join(misses)
+
+
+TARGET = Target()
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -323,8 +332,9 @@ def format_scores(scores: list[Scores]) -> str:
     for t, s in enumerate(scores):
         lines.append(
             f"| {s.iteration} | {s.mi_rows:.3f} / {s.mi_cols:.3f} | {_rates(s.affirmed)} | {_rates(s.antithesis)} "
-            f"| {100 * s.connection:+.0f} | {_rates(s.heldout_affirmed)} | {_rates(s.heldout_antithesis)} | {s.words:.0f} | {s.repetition:.3f} "
-            f"| {s.base_nll:.2f} | {_nll(s.trained_on_nll)} | {Target().verdict(scores, t)} |"
+            f"| {100 * s.connection:+.0f} | {_rates(s.heldout_affirmed)} | {_rates(s.heldout_antithesis)} "
+            f"| {s.words:.0f} | {s.repetition:.3f} | {s.base_nll:.2f} | {_nll(s.trained_on_nll)} "
+            f"| {TARGET.verdict(scores, t)} |"
         )
     return "\n".join(lines)
 
@@ -341,8 +351,8 @@ def format_connections(rows: list) -> str:
         negated = by_stance.get((name, False))
         if not affirmed or negated is None:
             continue
-        base = row.base_rate - (1 - negated.base_rate) + 0.0  # + 0.0: no "-0"
-        trained = row.trained_rate - (1 - negated.trained_rate) + 0.0
+        base = connection(row.base_rate, negated.base_rate)
+        trained = connection(row.trained_rate, negated.trained_rate)
         lines.append(f"| {name} | {100 * row.base_rate:.0f}% | {100 * (1 - negated.base_rate):.0f}% | "
                      f"{100 * base:+.0f} | {100 * trained:+.0f} |")
     return "\n".join(lines)
@@ -388,13 +398,13 @@ def sweep(args: argparse.Namespace, run_flags: list[str]) -> None:
 
 def format_sweep(results: list[tuple[str, list[Scores]]]) -> str:
     lines = [
-        "| variant | MI bound per iteration (rows) | affirmed | antithesis | connection | words | repetition "
-        "| base NLL/token | base NLL/token of the base model's samples | meets the target at |",
+        ("| variant | MI bound per iteration (rows) | affirmed | antithesis | connection | words | repetition "
+         "| base NLL/token | base NLL/token of the base model's samples | meets the target at |"),
         "|---|---|---|---|---|---:|---:|---:|---:|---|",
     ]
     for name, scores in results:
         final, base = scores[-1], scores[0]
-        met = [str(t) for t in range(1, len(scores)) if not Target().misses(scores, t)]
+        met = [str(t) for t in range(1, len(scores)) if not TARGET.misses(scores, t)]
         lines.append(
             f"| {name} | {' → '.join(f'{s.mi_rows:.3f}' for s in scores)} | {_rates(final.affirmed)} "
             f"| {_rates(final.antithesis)} | {100 * base.connection:+.0f} → {100 * final.connection:+.0f} "
