@@ -53,7 +53,7 @@ HELD_OUT_PRINCIPLES = "heldout-principles"
 TRAINING_ONLY = {
     "learning_rate", "initial_steps", "steps_growth", "aggregation", "loss_temperature", "row_weight", "col_weight",
     "use_lora", "lora_r", "lora_alpha", "continue_from_previous", "weight_decay", "warmup_steps", "lr_scheduler_type",
-    "num_train_epochs", "data_seed", "optim", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
+    "num_train_epochs", "data_seed", "optim", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "kl_coef",
 }
 """Settings that leave the base model's generations unchanged: a sweep variant of these reuses them."""
 

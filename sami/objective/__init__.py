@@ -6,9 +6,11 @@ from sami.objective.logprobs import (
     ContrastiveExample,
     collate_contrastive,
     contrastive_logprobs,
+    contrastive_matrix,
     resolve_layout,
+    response_token_logprobs,
 )
-from sami.objective.loss import SAMILossOutput, mi_lower_bound, sami_loss
+from sami.objective.loss import SAMILossOutput, mi_lower_bound, reference_kl, sami_loss
 
 __all__ = [
     "AGGREGATIONS",
@@ -17,7 +19,10 @@ __all__ = [
     "SAMILossOutput",
     "collate_contrastive",
     "contrastive_logprobs",
+    "contrastive_matrix",
     "mi_lower_bound",
+    "reference_kl",
     "resolve_layout",
+    "response_token_logprobs",
     "sami_loss",
 ]

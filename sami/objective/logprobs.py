@@ -221,9 +221,19 @@ def contrastive_logprobs(
         torch.Tensor: (B, C, C) float32, ``L[b, i, j] = log p(y_j | c_i, x_b)``, differentiable.
     """
     check_aggregation(aggregation)
+    return contrastive_matrix(response_token_logprobs(model, batch, chunk_size=chunk_size), batch, aggregation)
+
+
+def response_token_logprobs(
+    model, batch: dict[str, torch.Tensor], *, chunk_size: int | None = None
+) -> torch.Tensor:
+    """log p(token | its prefix) of every scored response token of a micro-batch, (N,) float32, differentiable.
+
+    Token n belongs to the cell ``batch["token_cells"][n]`` of the matrix (see ``collate_contrastive``);
+    :func:`contrastive_matrix` sums or averages them per cell. Arguments as for :func:`contrastive_logprobs`.
+    """
     device = next(model.parameters()).device
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    B, C = batch["response_lengths"].shape
     if "segment_ids" in batch:  # shared layout: the block mask, in the form this model takes it
         allowed = _block_mask(batch["segment_ids"])  # (R, T, T)
         inputs = {
@@ -234,11 +244,17 @@ def contrastive_logprobs(
         inputs = {"attention_mask": batch["attention_mask"]}
     hidden = final_hidden_states(model, batch["input_ids"], **inputs)  # (R, T, H)
     h = hidden[batch["token_rows"], batch["token_positions"]]  # (N, H): the states that predict response tokens
-    token_logp = _token_logprobs(model, h, batch["token_labels"], chunk_size)  # (N,)
-    logp = token_logp.new_zeros(B * C * C).index_add(0, batch["token_cells"], token_logp)  # (B*C*C,) sums
+    return _token_logprobs(model, h, batch["token_labels"], chunk_size)  # (N,)
+
+
+def contrastive_matrix(token_logp: torch.Tensor, batch: dict[str, torch.Tensor], aggregation: str) -> torch.Tensor:
+    """(N,) response-token log-probs -> the (B, C, C) matrix: their sum per cell, divided by |y_j| for 'mean'."""
+    B, C = batch["response_lengths"].shape
+    cells = batch["token_cells"].to(token_logp.device)
+    logp = token_logp.new_zeros(B * C * C).index_add(0, cells, token_logp)  # (B*C*C,) sums
     logp = logp.view(B, C, C)  # (B, C, C), logp[b, i, j] = log p(y_j | c_i, x_b)
     if aggregation == "mean":
-        logp = logp / batch["response_lengths"].unsqueeze(1)  # (B, 1, C): |y_j| broadcast over i
+        logp = logp / batch["response_lengths"].to(logp.device).unsqueeze(1)  # (B, 1, C): |y_j| broadcast over i
     return logp
 
 

@@ -122,6 +122,39 @@ def mi_lower_bound(logp: torch.Tensor, temperature: float = 1.0) -> torch.Tensor
     return sami_loss(logp.detach(), temperature=temperature).mi_bound
 
 
+def reference_kl(
+    token_logp: torch.Tensor, ref_token_logp: torch.Tensor, token_cells: torch.Tensor, num_constitutions: int,
+    num_queries: int,
+) -> torch.Tensor:
+    """Per query, the KL divergence of the model from a reference model per token of the matched responses.
+
+    The penalty ``kl_coef * KL`` (the paper's optional KL to the base model; it used none) is estimated on the
+    responses y_i of the diagonal, each under its own constitution c_i, with Schulman's k3 estimator
+    ``r - log r - 1``, ``r = p_ref / p_theta`` per token: never negative, and 0 with a zero gradient while the
+    model equals the reference (so it acts from the second optimiser step on).
+
+    Args:
+        token_logp (torch.Tensor): (N,) log-probs of the response tokens under the model (with grad), as
+            ``response_token_logprobs`` returns them.
+        ref_token_logp (torch.Tensor): (N,) the same tokens under the reference model (no grad).
+        token_cells (torch.Tensor): (N,) each token's cell ``(b * C + i) * C + j``, from ``collate_contrastive``.
+        num_constitutions (int): C.
+        num_queries (int): B.
+
+    Returns:
+        torch.Tensor: (B,) the mean of k3 over the matched response tokens of each query.
+    """
+    C = num_constitutions
+    cells = token_cells.to(token_logp.device)
+    query, cell = cells // (C * C), cells % (C * C)
+    matched = cell // C == cell % C  # (N,): y_i scored under c_i
+    log_ratio = ref_token_logp.detach()[matched] - token_logp[matched]  # log r = log p_ref - log p_theta
+    k3 = log_ratio.exp() - log_ratio - 1  # (M,) >= 0
+    totals = k3.new_zeros(num_queries).index_add(0, query[matched], k3)  # (B,)
+    counts = k3.new_zeros(num_queries).index_add(0, query[matched], torch.ones_like(k3))  # (B,)
+    return totals / counts
+
+
 def check_loss_settings(
     row_weight: float, col_weight: float, temperature: float, *, temperature_name: str = "temperature"
 ) -> None:

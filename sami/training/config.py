@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 from transformers.utils import is_torch_bf16_gpu_available
 
+from sami.errors import ConfigError
 from sami.objective.logprobs import AGGREGATIONS, LAYOUTS, check_aggregation, check_layout
 from sami.objective.loss import check_loss_settings
 
@@ -43,6 +44,13 @@ class SAMIConfig(TrainingArguments):
             How the C x C matrix is computed: `"plain"` (one padded row per (constitution, response) pair),
             `"shared"` (one row per constitution holding all C responses, each attending to the prompt and itself),
             or `"auto"` (the fastest one the model supports). All give the same matrix.
+        kl_coef (`float`, *optional*, defaults to `0.0`):
+            Weight of a KL penalty to the reference model, the weights training starts from (the base model, or
+            iteration t-1's with `continue_from_previous`): the loss becomes `SAMI loss + kl_coef * KL`, the KL per
+            token of each matched response under its own constitution (k3 estimator). With LoRA the reference is
+            the model with its adapter disabled (one extra forward pass per step); with full fine-tuning a frozen
+            copy of the starting weights (twice the weight memory; not under FSDP or DeepSpeed). The paper's
+            option, which it left at 0.
 
         > Parameters that control the data
 
@@ -103,6 +111,11 @@ class SAMIConfig(TrainingArguments):
     col_weight: float = field(default=0.5, metadata={"help": "Weight of the column cross-entropy (paper: 0.5)."})
     loss_temperature: float = field(
         default=1.0, metadata={"help": "Softmax temperature on the log-prob matrix (paper: 1.0)."}
+    )
+    kl_coef: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the KL penalty to the starting weights, per token of the matched responses "
+                  "(paper: 0)."},
     )
     layout: str = field(
         default="auto",
@@ -169,6 +182,8 @@ class SAMIConfig(TrainingArguments):
         check_loss_settings(
             self.row_weight, self.col_weight, self.loss_temperature, temperature_name="loss_temperature"
         )
+        if not self.kl_coef >= 0:
+            raise ConfigError(f"kl_coef={self.kl_coef}: set it >= 0 (0: no KL penalty, the paper's choice)")
         for name in ("max_prompt_length", "max_response_length"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -8,6 +8,7 @@ gradient accumulation, LoRA merged on save, and the SAMI model card that ``save_
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
+from sami.errors import ConfigError
 from sami.hub import (
     ADAPTER_FILES,
     PAPER,
@@ -30,7 +32,7 @@ from sami.hub import (
     upload_model,
     write_model_card,
 )
-from sami.objective import contrastive_logprobs, resolve_layout, sami_loss
+from sami.objective import contrastive_matrix, reference_kl, resolve_layout, response_token_logprobs, sami_loss
 from sami.training.collator import SAMICollator
 from sami.training.config import SAMIConfig
 from sami.training.dataset import SAMIDataset, as_dataset
@@ -50,6 +52,8 @@ METRICS = {
     "logps/mismatched": "logp_mismatched",
     "length/response": None,  # mean response length in tokens, from the batch
 }
+KL_METRIC = "kl"
+"""Logged with ``kl_coef > 0``: the mean per-token KL of the matched responses from the reference model."""
 
 
 class _ShuffleEpoch(TrainerCallback):
@@ -73,7 +77,8 @@ class SAMITrainer(Trainer):
     For every query x of a micro-batch with constitutions c_1..c_C and responses y_1..y_C, the trainer
     computes ``L[i, j] = log p(y_j | c_i, x)`` (:func:`~sami.objective.contrastive_logprobs`) and minimises
     ``row_weight * CE_rows + col_weight * CE_cols`` (:func:`~sami.objective.sami_loss`), which maximises an
-    InfoNCE lower bound on I(y; c | x).
+    InfoNCE lower bound on I(y; c | x); with ``args.kl_coef > 0`` plus ``kl_coef`` times the KL of the matched
+    responses from the reference model (:func:`~sami.objective.reference_kl`).
 
     Example:
 
@@ -104,6 +109,9 @@ class SAMITrainer(Trainer):
             Defaults to a :class:`~sami.training.SAMICollator` configured from ``args``.
         peft_config (`peft.PeftConfig`, *optional*):
             An adapter configuration; overrides the ``lora_*`` fields (``use_lora`` is then implied).
+        ref_model (`PreTrainedModel`, *optional*):
+            The reference of the KL penalty (``args.kl_coef > 0``). Default: the model with its adapter disabled
+            under LoRA, else a frozen copy of the model as training starts.
         callbacks, optimizers, optimizer_cls_and_kwargs, ...:
             As for ``transformers.Trainer``.
     """
@@ -124,6 +132,7 @@ class SAMITrainer(Trainer):
         data_collator=None,
         callbacks: list[TrainerCallback] | None = None,
         peft_config=None,
+        ref_model: PreTrainedModel | None = None,
         **kwargs,
     ):
         args = args if args is not None else SAMIConfig(output_dir="sami-output")
@@ -196,6 +205,25 @@ class SAMITrainer(Trainer):
             "eval": defaultdict(list),
         }
         self._throughput_start: float | None = None
+        self.ref_model = self._reference_model(ref_model)
+        """The KL penalty's frozen reference; None without the penalty and under LoRA (the adapter is disabled)."""
+
+    def _reference_model(self, ref_model: PreTrainedModel | None) -> PreTrainedModel | None:
+        if self.args.kl_coef == 0:
+            if ref_model is not None:
+                raise ConfigError("ref_model is used by the KL penalty only: set kl_coef > 0, or leave ref_model out")
+            return None
+        if ref_model is None and is_peft_model(self.model):
+            return None
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            raise ConfigError(
+                "kl_coef > 0 with full fine-tuning under FSDP or DeepSpeed: sami does not shard a reference copy; "
+                "train a LoRA adapter (--use_lora true: the reference is then the model with its adapter disabled), "
+                "or set kl_coef 0"
+            )
+        reference = ref_model if ref_model is not None else copy.deepcopy(self.model)
+        reference.eval().requires_grad_(False)
+        return self.accelerator.prepare_model(reference, evaluation_mode=True)
 
     # ------------------------------------------------------------------------------------------ the loss
 
@@ -222,24 +250,40 @@ class SAMITrainer(Trainer):
         the optimiser step.
         """
         mode = "train" if model.training else "eval"
-        logp = contrastive_logprobs(model, inputs, self.args.aggregation)  # (B, C, C)
+        token_logp = response_token_logprobs(model, inputs)  # (N,)
+        logp = contrastive_matrix(token_logp, inputs, self.args.aggregation)  # (B, C, C)
         out = sami_loss(logp, self.args.row_weight, self.args.col_weight, self.args.loss_temperature)  # (B,) each
+        per_query, kl = out.loss, None
+        if self.args.kl_coef > 0:
+            B, C = inputs["response_lengths"].shape
+            kl = reference_kl(token_logp, self._reference_logprobs(model, inputs), inputs["token_cells"], C, B)
+            per_query = per_query + self.args.kl_coef * kl  # (B,)
         if mode == "train" and num_items_in_batch is not None:
-            loss = out.loss.sum() * self.accelerator.num_processes / num_items_in_batch
+            loss = per_query.sum() * self.accelerator.num_processes / num_items_in_batch
         elif mode == "train":  # called outside the Trainer's loop: equal micro-batches assumed
-            loss = out.loss.mean() / self.args.gradient_accumulation_steps
+            loss = per_query.mean() / self.args.gradient_accumulation_steps
         else:
-            loss = out.loss.mean()
-        self._record_metrics(mode, out, inputs)
+            loss = per_query.mean()
+        self._record_metrics(mode, out, inputs, kl)
         return (loss, {"logp": logp.detach()}) if return_outputs else loss
 
-    def _record_metrics(self, mode: str, out, inputs: dict[str, torch.Tensor]) -> None:
-        """Append sums over queries of the loss statistics, gathered over processes."""
+    def _reference_logprobs(self, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(N,) the response tokens' log-probs under the reference: ``ref_model``, or ``model`` without its adapter."""
+        with torch.no_grad():
+            if self.ref_model is not None:
+                return response_token_logprobs(self.ref_model, inputs)
+            with self.accelerator.unwrap_model(model).disable_adapter():
+                return response_token_logprobs(model, inputs)
+
+    def _record_metrics(self, mode: str, out, inputs: dict[str, torch.Tensor], kl: torch.Tensor | None) -> None:
+        """Append sums over queries of the loss statistics (and the KL), gathered over processes."""
         if mode == "train" and self._throughput_start is None:
             self._throughput_start = time.perf_counter()
         with torch.no_grad():
             lengths = inputs["response_lengths"].float().mean(1)  # (B,)
             values = [lengths if field is None else getattr(out, field) for field in METRICS.values()]
+            keys = [*METRICS, KL_METRIC] if kl is not None else [*METRICS]
+            values += [kl.detach()] if kl is not None else []
             mask = inputs["attention_mask"] if "attention_mask" in inputs else inputs["segment_ids"] >= 0
             device = out.loss.device
             stats = torch.stack([v.to(device).float().sum() for v in values])  # (K,) sums over the B queries
@@ -247,7 +291,7 @@ class SAMITrainer(Trainer):
             extra = torch.tensor(counts, dtype=torch.float32, device=device)
             row = torch.cat([stats, extra])[None]  # (1, K + 2)
             total = self.accelerator.gather(row).sum(0).tolist()  # (K + 2,) over processes
-        for key, value in zip([*METRICS, "_queries", "_tokens"], total):
+        for key, value in zip([*keys, "_queries", "_tokens"], total):
             self._metrics[mode][key].append(value)
 
     # ------------------------------------------------------------------------------------------ evaluation
@@ -290,7 +334,7 @@ class SAMITrainer(Trainer):
         metrics: dict[str, float] = {}
         queries = sum(stored.get("_queries", []))
         if queries > 0:
-            for key in METRICS:
+            for key in (k for k in stored if not k.startswith("_")):
                 metrics[key] = sum(stored[key]) / queries
             if mode == "train" and self._throughput_start is not None:
                 elapsed = time.perf_counter() - self._throughput_start

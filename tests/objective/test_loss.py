@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sami.objective import mi_lower_bound, sami_loss
+from sami.objective import mi_lower_bound, reference_kl, sami_loss
 
 
 def close(actual: torch.Tensor, expected: float | list[float], tol: float = 1e-6) -> None:
@@ -188,3 +188,29 @@ def test_invalid_arguments(kwargs, match):
 def test_invalid_shapes(shape, match):
     with pytest.raises(ValueError, match=match):
         sami_loss(torch.zeros(shape))
+
+
+def test_reference_kl_by_hand_on_the_matched_tokens_only():
+    """Two queries, C = 2; cells (b * C + i) * C + j. Only cells with i == j (0, 3, 4, 7) count.
+
+    query 0: matched tokens with log r = log p_ref - log p = 0 and ln 2 -> k3 = 0 and 2 - ln 2 - 1
+    query 1: one matched token with log r = -1 -> k3 = e^-1 + 1 - 1 = e^-1
+    the off-diagonal tokens (cells 1, 2, 5) differ a lot and must not count.
+    """
+    cells = torch.tensor([0, 3, 1, 2, 4, 5])
+    logp = torch.tensor([-1.0, -2.0, -0.1, -0.1, -1.0, -0.1], requires_grad=True)
+    ref = torch.tensor([-1.0, -2.0 + math.log(2), -9.0, -9.0, -2.0, -9.0])
+    kl = reference_kl(logp, ref, cells, num_constitutions=2, num_queries=2)
+    close(kl, [(0 + 1 - math.log(2)) / 2, math.exp(-1)])
+    kl.sum().backward()
+    assert logp.grad[[2, 3, 5]].abs().max() == 0  # mismatched tokens get no gradient
+    assert logp.grad[0] == 0  # equal to the reference: k3 and its gradient are 0
+    assert logp.grad[1] < 0  # the reference likes this token more: the penalty pushes log p up
+
+
+def test_reference_kl_is_never_negative():
+    torch.manual_seed(0)
+    cells = torch.randint(0, 3 * 9, (200,))
+    cells[:27] = torch.arange(27)  # every cell, so every query has matched tokens
+    kl = reference_kl(torch.randn(200), torch.randn(200), cells, num_constitutions=3, num_queries=3)
+    assert (kl > 0).all()

@@ -185,3 +185,57 @@ def test_bad_data_fails_before_training(tmp_path, tokenizer, model_factory):
             train_dataset=make_records(2),
             processing_class=tokenizer,
         )
+
+
+def _distance(model, start: dict[str, torch.Tensor]) -> float:
+    """L2 distance of the trainable weights from ``start``."""
+    return sum(((p.detach() - start[n]) ** 2).sum().item() for n, p in model.named_parameters() if n in start) ** 0.5
+
+
+def test_kl_penalty_holds_full_fine_tuning_near_the_starting_weights(tmp_path, tokenizer, model_factory):
+    """AdamW, 6 steps: with kl_coef the weights end nearer the start; the first step is the same (KL 0, no gradient)."""
+    records = make_records(4, principles=THREE)
+    start = {n: p.detach().clone() for n, p in model_factory().named_parameters()}
+    runs = {}
+    for kl_coef in (0.0, 1.0):
+        config = _config(tmp_path / str(kl_coef), max_steps=6, kl_coef=kl_coef)
+        trainer = SAMITrainer(model_factory(), config, train_dataset=records, processing_class=tokenizer)
+        trainer.train()
+        runs[kl_coef] = trainer
+    free, held = runs[0.0], runs[1.0]
+    assert free.ref_model is None and "kl" not in free.state.log_history[0]
+    logged = [h for h in held.state.log_history if "loss" in h]
+    assert logged[0]["kl"] == pytest.approx(0.0, abs=1e-6) and logged[1]["kl"] > 1e-3
+    assert logged[-1]["kl"] < max(h["kl"] for h in logged) / 2  # the penalty pulls the model back
+    assert logged[0]["loss"] == pytest.approx(_losses(free)[1], abs=1e-6)  # step 1 is untouched
+    assert _distance(held.model, start) < 0.8 * _distance(free.model, start)
+    for name, param in held.ref_model.named_parameters():  # the reference is a frozen copy of the start
+        torch.testing.assert_close(param, start[name], atol=0, rtol=0, msg=name)
+        assert not param.requires_grad
+
+
+def test_kl_penalty_under_lora_uses_the_model_without_its_adapter(tmp_path, tokenizer, model_factory):
+    from sami.objective import response_token_logprobs
+
+    config = _config(tmp_path, use_lora=True, lora_r=4, lora_alpha=8, learning_rate=5e-2, kl_coef=1.0)
+    trainer = SAMITrainer(model_factory(), config, train_dataset=make_records(4), processing_class=tokenizer)
+    assert trainer.ref_model is None  # no copy: the adapter is switched off
+    trainer.train()
+    assert [h["kl"] for h in trainer.state.log_history if "loss" in h][1] > 0
+    batch = trainer.data_collator(make_records(2))
+    with torch.no_grad():
+        reference = trainer._reference_logprobs(trainer.model, batch)
+        torch.testing.assert_close(reference, response_token_logprobs(model_factory(), batch), atol=1e-5, rtol=1e-5)
+        assert (response_token_logprobs(trainer.model, batch) - reference).abs().max() > 1e-3  # trained != reference
+
+
+def test_kl_settings_are_checked(tmp_path, tokenizer, model_factory):
+    from sami.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="kl_coef=-1"):
+        _config(tmp_path, kl_coef=-1.0)
+    with pytest.raises(ConfigError, match="set kl_coef > 0"):
+        SAMITrainer(
+            model_factory(), _config(tmp_path), train_dataset=make_records(2), processing_class=tokenizer,
+            ref_model=model_factory(),
+        )
