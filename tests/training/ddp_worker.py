@@ -3,7 +3,8 @@
     export PYTHONPATH=tests  # for tests/helpers.py
     python tests/training/ddp_worker.py OUT 4                                         # 1 process, batch 4
     accelerate launch --multi_gpu --num_processes 2 tests/training/ddp_worker.py OUT 2  # 2 processes x batch 2
-    accelerate launch --config_file fsdp.yaml tests/training/ddp_worker.py OUT 2 CKPT  # FSDP, from a checkpoint
+    accelerate launch --config_file fsdp.yaml tests/training/ddp_worker.py OUT 2 --checkpoint CKPT  # FSDP
+    accelerate launch --multi_gpu --num_processes 2 tests/training/ddp_worker.py OUT 2 --kl_coef 1 --use_lora
 
 With CKPT (a checkpoint folder) the trainer gets the spec and loads it itself (sami.models.load_for_training).
 The main process writes OUT/result.pt: the logged loss, the evaluation metrics, the updated weights (the
@@ -13,8 +14,8 @@ parameters it holds once prepared. test_training_distributed.py checks that the 
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -58,7 +59,9 @@ def _fsdp_on_cpu(args: SAMIConfig) -> None:
         PartialState._shared_state["distributed_type"] = DistributedType.MULTI_GPU
 
 
-def main(out: str, per_device_batch: int, checkpoint: str | None = None) -> None:
+def main(
+    out: str, per_device_batch: int, checkpoint: str | None = None, kl_coef: float = 0.0, use_lora: bool = False
+) -> None:
     tokenizer = load_tokenizer("smollm2-135m")
     principles = ["concise", "comprehensive", "polite"]
     args = SAMIConfig(
@@ -73,6 +76,10 @@ def main(out: str, per_device_batch: int, checkpoint: str | None = None) -> None
         disable_tqdm=True,
         dataloader_pin_memory=False,
         seed=0,
+        kl_coef=kl_coef,  # > 0: the reference is a frozen copy, or under LoRA the model with its adapter disabled
+        use_lora=use_lora,
+        lora_r=4,
+        lora_alpha=64,  # scale 16: steps of SGD at lr 1 large enough for the KL to show
     )
     _fsdp_on_cpu(args)
     trainer = SAMITrainer(
@@ -102,6 +109,7 @@ def main(out: str, per_device_batch: int, checkpoint: str | None = None) -> None
             "distributed_type": str(accelerator.distributed_type),
             "loss": [h["loss"] for h in trainer.state.log_history if "loss" in h],
             "mi_bound": [h["mi/bound"] for h in trainer.state.log_history if "mi/bound" in h],
+            "kl": [h["kl"] for h in trainer.state.log_history if "kl" in h],
             "eval": metrics,
             "params": {n: state[n].detach().cpu().clone() for n in names},
             "processes": processes,
@@ -111,4 +119,11 @@ def main(out: str, per_device_batch: int, checkpoint: str | None = None) -> None
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("per_device_batch", type=int)
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--kl_coef", type=float, default=0.0)
+    parser.add_argument("--use_lora", action="store_true")
+    cli = parser.parse_args()
+    main(cli.out, cli.per_device_batch, cli.checkpoint, cli.kl_coef, cli.use_lora)

@@ -52,6 +52,7 @@ def _assert_same_step(one: dict, two: dict) -> None:
     assert (one["world_size"], two["world_size"]) == (1, 2)
     assert len(one["loss"]) == len(two["loss"]) == 2  # both steps ran
     assert two["loss"] == pytest.approx(one["loss"], abs=1e-6)
+    assert two["kl"] == pytest.approx(one["kl"], rel=1e-4, abs=1e-9)
     assert two["mi_bound"] == pytest.approx(one["mi_bound"], abs=1e-6)
     for key in ("eval_loss", "eval_mi/bound", "eval_accuracy/rows", "eval_length/response"):
         assert two["eval"][key] == pytest.approx(one["eval"][key], abs=1e-6), key
@@ -71,6 +72,25 @@ def test_two_processes_match_one_process(tmp_path, tokenizer):
     one = torch.load(tmp_path / "one" / "result.pt", weights_only=False)
     two = torch.load(tmp_path / "two" / "result.pt", weights_only=False)
     assert two["distributed_type"] == "DistributedType.MULTI_CPU"  # really DDP over gloo
+    _assert_same_step(one, two)
+
+
+@pytest.mark.slow  # two launched processes plus one in-process run: about 20-30 s on 2 cores
+@pytest.mark.parametrize("use_lora", [False, True], ids=["frozen-copy", "adapter-disabled"])
+def test_kl_penalty_under_two_processes_matches_one_process(tmp_path, tokenizer, use_lora):
+    """The KL reference under DDP: a frozen copy of the starting weights, or the model with its adapter disabled."""
+    flags = ["--kl_coef", "1.0", *(["--use_lora"] if use_lora else [])]
+    _run_two(tmp_path / "two", *flags)
+
+    sys.path.insert(0, str(HERE))
+    import ddp_worker
+
+    ddp_worker.main(str(tmp_path / "one"), 4, kl_coef=1.0, use_lora=use_lora)
+
+    one = torch.load(tmp_path / "one" / "result.pt", weights_only=False)
+    two = torch.load(tmp_path / "two" / "result.pt", weights_only=False)
+    assert two["distributed_type"] == "DistributedType.MULTI_CPU"
+    assert one["kl"][0] == pytest.approx(0.0, abs=1e-7) and one["kl"][1] > 1e-5  # the second step has moved
     _assert_same_step(one, two)
 
 
@@ -107,7 +127,7 @@ def test_fsdp2_loads_sharded_and_matches_one_process(tmp_path, tokenizer, model_
     tokenizer.save_pretrained(checkpoint)
     config = tmp_path / "fsdp2.yaml"
     config.write_text(FSDP2_CONFIG)
-    _run_two(tmp_path / "two", str(checkpoint), config_file=config)
+    _run_two(tmp_path / "two", "--checkpoint", str(checkpoint), config_file=config)
 
     sys.path.insert(0, str(HERE))
     import ddp_worker
