@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers import PreTrainedModel, Trainer, TrainerCallback, set_seed
 
 from sami.errors import ConfigError
 from sami.hub import (
@@ -64,7 +64,7 @@ class _ShuffleEpoch(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         # at the start of epoch k, state.epoch == k (fresh) or k + fraction done (resumed mid-epoch)
-        self.collator.epoch = int(math.floor((state.epoch or 0.0) + 1e-6))
+        self.collator.epoch = math.floor((state.epoch or 0.0) + 1e-6)
 
 
 class SAMITrainer(Trainer):
@@ -156,6 +156,7 @@ class SAMITrainer(Trainer):
             processing_class.pad_token = processing_class.eos_token
         if args.use_lora or peft_config is not None:
             if not is_peft_model(model):
+                set_seed(args.seed)  # the adapter's initialisation follows args.seed (as Trainer seeds model_init)
                 model = add_lora(model, peft_config if peft_config is not None else args)
         elif is_peft_model(model):
             logger.info("sami: the model already carries a peft adapter; training it")

@@ -13,16 +13,16 @@ THREE = ["concise", "comprehensive", "polite"]  # 6 principle orders: the shuffl
 
 
 def _config(tmp_path, **overrides) -> SAMIConfig:
-    settings = dict(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=2,
-        per_device_eval_batch_size=2,
-        max_steps=2,
-        learning_rate=1e-2,  # gradients of a random tiny model are small
-        disable_tqdm=True,
-        dataloader_pin_memory=False,
-        seed=0,
-    )
+    settings = {
+        "output_dir": str(tmp_path / "out"),
+        "per_device_train_batch_size": 2,
+        "per_device_eval_batch_size": 2,
+        "max_steps": 2,
+        "learning_rate": 1e-2,  # gradients of a random tiny model are small
+        "disable_tqdm": True,
+        "dataloader_pin_memory": False,
+        "seed": 0,
+    }
     settings.update(overrides)
     return SAMIConfig(**settings)
 
@@ -145,7 +145,7 @@ def test_resume_reproduces_the_uninterrupted_losses(tmp_path, tokenizer, model_f
     """4 steps over 2 epochs (4 records, batch 2), a checkpoint after step 3 (mid-epoch 1): resuming there
     must replay step 4 exactly, with epoch 1's principle order, the data order and AdamW's state."""
     records = make_records(4, principles=THREE)
-    settings = dict(max_steps=4, learning_rate=1e-3, save_strategy="steps", save_steps=3)
+    settings = {"max_steps": 4, "learning_rate": 1e-3, "save_strategy": "steps", "save_steps": 3}
     full = SAMITrainer(
         model_factory(), _config(tmp_path / "full", **settings), train_dataset=records, processing_class=tokenizer
     )
@@ -212,6 +212,17 @@ def test_kl_penalty_holds_full_fine_tuning_near_the_starting_weights(tmp_path, t
     for name, param in held.ref_model.named_parameters():  # the reference is a frozen copy of the start
         torch.testing.assert_close(param, start[name], atol=0, rtol=0, msg=name)
         assert not param.requires_grad
+
+
+def test_lora_initialisation_follows_the_seed(tmp_path, tokenizer, model_factory):
+    def adapter(seed: int) -> torch.Tensor:
+        torch.manual_seed(seed + 100)  # whatever state the process is in, the seed decides
+        config = _config(tmp_path, use_lora=True, lora_r=4, lora_alpha=8, seed=seed)
+        trainer = SAMITrainer(model_factory(), config, train_dataset=make_records(2), processing_class=tokenizer)
+        return torch.cat([p.detach().flatten() for n, p in trainer.model.named_parameters() if "lora_A" in n])
+
+    torch.testing.assert_close(adapter(0), adapter(0), atol=0, rtol=0)
+    assert not torch.equal(adapter(0), adapter(1))
 
 
 def test_kl_penalty_under_lora_uses_the_model_without_its_adapter(tmp_path, tokenizer, model_factory):
